@@ -1,0 +1,1 @@
+"""Trunkline's domain model: the nouns, their rules and the error table."""

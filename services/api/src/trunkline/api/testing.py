@@ -1,0 +1,105 @@
+"""Helpers to run the API in-process on loopback, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import uvicorn
+from twilio.rest import Client
+
+from trunkline.api.app import build_app
+from trunkline.api.context import Platform
+from trunkline.api.settings import Settings
+from trunkline.store.sqlite import SqliteRepository
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+
+
+@dataclass
+class RecordingAnnouncer:
+    """Keeps announcements in memory; the real NATS path is covered by the e2e tests."""
+
+    sent: list[tuple[str, str, str, str, str]] = field(default_factory=list)
+
+    async def publish(
+        self, account_sid: str, resource: str, sid: str, action: str, parent_sid: str = ""
+    ) -> None:
+        self.sent.append((account_sid, resource, sid, action, parent_sid))
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass
+class LiveApi:
+    url: str
+    settings: Settings
+    announcer: RecordingAnnouncer
+    admin: httpx.Client
+
+    def new_account(self, name: str = "Test account", kind: str = "Full") -> tuple[str, str]:
+        resp = self.admin.post("/admin/v1/Accounts", data={"FriendlyName": name, "Type": kind})
+        resp.raise_for_status()
+        body = resp.json()
+        return body["sid"], body["auth_token"]
+
+    def client(self, sid: str, token: str) -> Client:
+        client = Client(sid, token)
+        client.trunking.base_url = self.url
+        client.api.base_url = self.url
+        return client
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+
+
+@contextmanager
+def serve_in_thread(db: Path, **overrides: object) -> Iterator[LiveApi]:
+    """The API on a free loopback port, in a thread with its own event loop."""
+    port = free_port()
+    settings = Settings(
+        **{
+            "host": "127.0.0.1",
+            "port": port,
+            "store_url": f"sqlite:///{db}",
+            "admin_token": ADMIN_TOKEN,
+            "zone": "trunkline.test",
+            "realm": "trunkline.test",
+            **overrides,
+        }  # type: ignore[arg-type]
+    )
+    announcer = RecordingAnnouncer()
+    platform = Platform(settings, SqliteRepository(db), announcer)
+    config = uvicorn.Config(
+        build_app(platform), host="127.0.0.1", port=port, log_config=None, access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    ready = threading.Event()
+    for _ in range(1000):
+        if server.started:
+            break
+        ready.wait(0.01)
+    assert server.started, "API server did not start within 10 s"
+    url = f"http://127.0.0.1:{port}"
+    admin = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    try:
+        yield LiveApi(url, settings, announcer, admin)
+    finally:
+        admin.close()
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -167,8 +167,10 @@ def test_recording_settings(client: Client) -> None:
     trunk = client.trunking.v1.trunks.create(friendly_name="rec")
     recording = client.trunking.v1.trunks(trunk.sid).recordings().fetch()
     assert (recording.mode, recording.trim) == ("do-not-record", "do-not-trim")
-    updated = client.trunking.v1.trunks(trunk.sid).recordings().update(
-        mode="record-from-answer-dual", trim="trim-silence"
+    updated = (
+        client.trunking.v1.trunks(trunk.sid)
+        .recordings()
+        .update(mode="record-from-answer-dual", trim="trim-silence")
     )
     assert (updated.mode, updated.trim) == ("record-from-answer-dual", "trim-silence")
     assert client.trunking.v1.trunks(trunk.sid).fetch().recording == {

@@ -30,6 +30,7 @@ class Error(Enum):
     TRUNK_DEPENDENCIES = ErrorSpec(21247, 400, "Trunk Dependencies")
     DOMAIN_TAKEN = ErrorSpec(21248, 400, "Trunk Domain already taken")
     MAX_ORIGINATION_URLS = ErrorSpec(21249, 400, "Maximum Origination URIs reached")
+    INVALID_REGION = ErrorSpec(21252, 400, "Invalid Region")
     INVALID_URL = ErrorSpec(21402, 400, "Invalid Url")
     INVALID_PHONE_NUMBER = ErrorSpec(21421, 400, "Phone Number is invalid")
     CALLER_ID_ALREADY_VALIDATED = ErrorSpec(

@@ -97,6 +97,10 @@ class Repository(Protocol):
         """
         ...
 
+    async def count(self, kind: type[R], index: str, value: str, *, limit: int) -> int:
+        """How many records the partition holds, counting no further than `limit`."""
+        ...
+
     async def holder(self, namespace: str, value: str) -> str | None:
         """The owner of a claim, or None."""
         ...

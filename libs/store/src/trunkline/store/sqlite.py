@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from trunkline.domain.model import Record
-from trunkline.store.repository import R, Batch, ClaimConflict, Cursor, created_us
+from trunkline.store.repository import Batch, ClaimConflict, Cursor, R, created_us
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -81,12 +81,20 @@ class SqliteRepository:
             sql += " AND (i.created_us, i.key) < (?, ?)"
             args += [before.created_us, before.key]
         order = "DESC" if before is not None and after is None else "ASC"
-        sql += f" ORDER BY i.created_us {order}, i.key {order} LIMIT ?"  # noqa: S608 - fixed words
+        sql += f" ORDER BY i.created_us {order}, i.key {order} LIMIT ?"
         args.append(limit)
         docs = [row[0] for row in self._db.execute(sql, args)]
         if order == "DESC":
             docs.reverse()
         return [kind.from_doc(json.loads(doc)) for doc in docs]
+
+    async def count(self, kind: type[R], index: str, value: str, *, limit: int) -> int:
+        row = self._db.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM record_index"
+            " WHERE kind = ? AND name = ? AND value = ? LIMIT ?)",
+            (kind.KIND, index, value, limit),
+        ).fetchone()
+        return int(row[0])
 
     async def holder(self, namespace: str, value: str) -> str | None:
         row = self._db.execute(

@@ -100,7 +100,8 @@ async def import_numbers(ctx: Ctx) -> Response:
     if missing:
         raise DomainError(
             Error.INVALID_PARAMETER,
-            f"CSV header must name the columns {', '.join(CSV_COLUMNS)}; missing {', '.join(missing)}",
+            f"CSV header must name the columns {', '.join(CSV_COLUMNS)}; "
+            f"missing {', '.join(missing)}",
         )
     batch = Batch()
     errors: list[dict[str, Any]] = []
@@ -145,9 +146,7 @@ async def list_numbers(ctx: Ctx) -> Response:
     if area is not None and not (len(area) == 3 and area.isdigit()):
         raise invalid("AreaCode", "must be three digits")
     rows, links = await ctx.page(InventoryNumber, "country", country)
-    items = [
-        render_inventory(n) for n in rows if area is None or n.area_code == area
-    ]
+    items = [render_inventory(n) for n in rows if area is None or n.area_code == area]
     return ctx.v1_list("phone_numbers", items, links)
 
 

@@ -12,8 +12,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from trunkline.api import console, openapi
 from trunkline.api.context import Platform
 from trunkline.api.wire import JSON, error_body
 
@@ -83,7 +84,7 @@ class Instrumented:
         started = time.perf_counter()
         status = {"code": 500}
 
-        async def send_and_see(message: dict[str, Any]) -> None:
+        async def send_and_see(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
             await send(message)
@@ -100,15 +101,22 @@ def build_app(platform: Platform, *, on_shutdown: Sequence[Callable[[], Any]] = 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        *openapi.routes(),
+        *console.routes(),
     ]
     for module_routes in route_modules():
         routes.extend(module_routes(platform))
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        return JSON(error_body(20404, f"The requested resource {request.url.path} was not found", 404), 404)
+        return JSON(
+            error_body(20404, f"The requested resource {request.url.path} was not found", 404), 404
+        )
 
     async def not_allowed(request: Request, exc: Exception) -> Response:
-        return JSON(error_body(20004, f"Method {request.method} not allowed on {request.url.path}", 405), 405)
+        return JSON(
+            error_body(20004, f"Method {request.method} not allowed on {request.url.path}", 405),
+            405,
+        )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import socket
 import threading
 from collections.abc import Iterator
@@ -19,8 +20,7 @@ from trunkline.api.context import Platform
 from trunkline.api.settings import Settings
 from trunkline.store.sqlite import SqliteRepository
 
-ADMIN_TOKEN = "test-admin-token-0123456789"
-
+ADMIN_TOKEN = secrets.token_urlsafe(24)  # per test run; the admin API is guarded by it
 
 
 @dataclass
@@ -62,8 +62,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
 
 
 @contextmanager

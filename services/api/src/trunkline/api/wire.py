@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import enum
 import json
 from collections.abc import Mapping, Sequence
@@ -63,26 +64,26 @@ class Form:
     Every rejection names the parameter, so a 400 tells the caller what to fix.
     """
 
-    def __init__(self, pairs: Sequence[tuple[str, str]]) -> None:
-        self._values: dict[str, list[str]] = {}
+    def __init__(self, pairs: Sequence[tuple[builtins.str, builtins.str]]) -> None:
+        self._values: dict[builtins.str, list[builtins.str]] = {}
         for name, value in pairs:
             self._values.setdefault(name, []).append(value)
 
     @classmethod
-    async def read(cls, request: Request, *, body: bool = True) -> Form:
+    async def read(cls, request: Request, *, body: builtins.bool = True) -> Form:
         """Query and form-body parameters; `body=False` leaves the body to the handler."""
         pairs = parse_qsl(request.url.query, keep_blank_values=True)
         if body and request.method in ("POST", "PUT"):
             ctype = request.headers.get("content-type", "")
-            body = await request.body()
-            if body:
+            raw = await request.body()
+            if raw:
                 if not ctype.startswith("application/x-www-form-urlencoded"):
                     raise DomainError(
                         Error.INVALID_PARAMETER,
                         "Parameters must be sent as application/x-www-form-urlencoded",
                     )
                 try:
-                    text = body.decode()
+                    text = raw.decode()
                 except UnicodeDecodeError as exc:
                     raise DomainError(
                         Error.INVALID_PARAMETER, "The request body is not valid UTF-8"
@@ -90,10 +91,12 @@ class Form:
                 pairs += parse_qsl(text, keep_blank_values=True)
         return cls(pairs)
 
-    def has(self, name: str) -> bool:
+    def has(self, name: builtins.str) -> builtins.bool:
         return name in self._values
 
-    def str(self, name: str, *, required: bool = False, max_len: int = 255) -> str | None:
+    def str(
+        self, name: builtins.str, *, required: builtins.bool = False, max_len: builtins.int = 255
+    ) -> builtins.str | None:
         values = self._values.get(name)
         if not values:
             if required:
@@ -108,12 +111,12 @@ class Form:
             raise invalid(name, "must not contain control characters")
         return value
 
-    def required(self, name: str, *, max_len: int = 255) -> str:
+    def required(self, name: builtins.str, *, max_len: builtins.int = 255) -> builtins.str:
         value = self.str(name, required=True, max_len=max_len)
         assert value is not None  # required=True raises instead of returning None
         return value
 
-    def bool(self, name: str) -> bool | None:
+    def bool(self, name: builtins.str) -> builtins.bool | None:
         value = self.str(name)
         if value is None:
             return None
@@ -124,7 +127,14 @@ class Form:
             return False
         raise invalid(name, f"must be true or false, not {value!r}")
 
-    def int(self, name: str, low: int, high: int, *, required: bool = False) -> int | None:
+    def int(
+        self,
+        name: builtins.str,
+        low: builtins.int,
+        high: builtins.int,
+        *,
+        required: builtins.bool = False,
+    ) -> builtins.int | None:
         value = self.str(name, required=required)
         if value is None:
             return None
@@ -136,7 +146,7 @@ class Form:
             raise invalid(name, f"must be between {low} and {high}, not {number}")
         return number
 
-    def enum(self, name: str, kind: type[E]) -> E | None:
+    def enum(self, name: builtins.str, kind: type[E]) -> E | None:
         value = self.str(name)
         if value is None:
             return None
@@ -146,7 +156,7 @@ class Form:
             allowed = ", ".join(m.value for m in kind)
             raise invalid(name, f"must be one of {allowed}, not {value!r}") from None
 
-    def url(self, name: str) -> str | None:
+    def url(self, name: builtins.str) -> builtins.str | None:
         value = self.str(name, max_len=2048)
         if value is None or value == "":
             return value

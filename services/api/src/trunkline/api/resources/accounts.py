@@ -75,7 +75,10 @@ async def visible(ctx: Ctx, sid: str) -> Account:
 async def create(ctx: Ctx) -> Response:
     if ctx.caller.is_subaccount:
         raise DomainError(Error.FORBIDDEN, "A subaccount cannot create subaccounts")
-    name = ctx.form.str("FriendlyName", max_len=64) or f"SubAccount Created at {utcnow():%Y-%m-%d %H:%M}"
+    name = (
+        ctx.form.str("FriendlyName", max_len=64)
+        or f"SubAccount Created at {utcnow():%Y-%m-%d %H:%M}"
+    )
     account, token = new_account(name, ctx.caller.sid, ctx.caller.type)
     await ctx.write(Batch().put(account), [(ctx.caller.sid, RESOURCE, account.sid, "created", "")])
     return JSON(render(account, token), 201)
@@ -102,9 +105,7 @@ async def update(ctx: Ctx) -> Response:
         status=status.value if status is not None else account.status,
         date_updated=utcnow(),
     )
-    await ctx.write(
-        Batch().put(changed), [(ctx.caller.sid, RESOURCE, account.sid, "updated", "")]
-    )
+    await ctx.write(Batch().put(changed), [(ctx.caller.sid, RESOURCE, account.sid, "updated", "")])
     return JSON(render(changed))
 
 

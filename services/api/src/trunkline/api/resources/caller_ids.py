@@ -89,7 +89,9 @@ async def verify_caller_id(ctx: Ctx, account: Account) -> Response:
     """Make `PhoneNumber` a verified caller ID of `account` (the validation succeeded)."""
     number = read_number(ctx)
     pending = await ctx.repo.get(CallerIdValidation, f"{account.sid}:{number}")
-    name = ctx.form.str("FriendlyName", max_len=64) or (pending.friendly_name if pending else number)
+    name = ctx.form.str("FriendlyName", max_len=64) or (
+        pending.friendly_name if pending else number
+    )
     caller_id = OutgoingCallerId(
         sid=new_sid("PN"), account_sid=account.sid, phone_number=number, friendly_name=name
     )

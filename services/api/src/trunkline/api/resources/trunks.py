@@ -135,13 +135,10 @@ def settings_from_form(ctx: Ctx, trunk: Trunk) -> Trunk:
 
 async def create(ctx: Ctx) -> Response:
     account = ctx.caller
-    existing = await ctx.repo.list(
-        Trunk, "account", account.sid, limit=ctx.settings.max_trunks_per_account
-    )
-    if len(existing) >= ctx.settings.max_trunks_per_account:
+    limit = ctx.settings.max_trunks_per_account
+    if await ctx.repo.count(Trunk, "account", account.sid, limit=limit) >= limit:
         raise DomainError(
-            Error.MAX_TRUNKS,
-            f"Account {account.sid} already has {len(existing)} trunks, the maximum",
+            Error.MAX_TRUNKS, f"Account {account.sid} already has {limit} trunks, the maximum"
         )
     trunk = settings_from_form(ctx, Trunk(sid=new_sid("TK"), account_sid=account.sid))
     batch = Batch().put(trunk)
@@ -255,4 +252,3 @@ def routes(platform: Platform) -> list[Route]:
         r("/v1/Trunks/{TrunkSid}/Recording", fetch_recording, ["GET"]),
         r("/v1/Trunks/{TrunkSid}/Recording", update_recording, ["POST"]),
     ]
-

@@ -1,0 +1,53 @@
+# The two commands a newcomer needs: `make up` runs the platform, `make test` runs the tests.
+# Both install what they need first (a uv binary in .tools/, every distribution in .venv/).
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: up test install lint typecheck proto proto-check unit e2e bench clean
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# `uv sync --frozen` installs exactly what uv.lock says; a stale lock fails instead of drifting.
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml $(wildcard */pyproject.toml */*/pyproject.toml)
+	$(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+install: $(VENV)/.synced
+
+up: install
+	$(BIN)/trunkline up $(ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+typecheck: install
+	$(BIN)/mypy libs/domain/src libs/store/src libs/telemetry/src libs/events/src \
+		services/api/src cli/src
+
+proto: install
+	$(BIN)/python scripts/gen_proto.py
+
+proto-check: install
+	$(BIN)/python scripts/gen_proto.py --check
+
+# Fast tests only: no real processes (`trunkline up`) started.
+unit: install
+	$(BIN)/pytest -m "not e2e"
+
+test: lint typecheck proto-check
+	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python benchmarks/api_requests.py
+
+clean:
+	rm -rf .tools $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -280,6 +280,10 @@ class TrunkCredentialList(Record):
     def key(self) -> str:
         return f"{self.trunk_sid}:{self.credential_list_sid}"
 
+    @property
+    def list_sid(self) -> str:
+        return self.credential_list_sid
+
     def indexes(self) -> Mapping[str, str]:
         return {"trunk": self.trunk_sid, "list": self.credential_list_sid}
 
@@ -298,6 +302,10 @@ class TrunkIpAccessControlList(Record):
     @property
     def key(self) -> str:
         return f"{self.trunk_sid}:{self.ip_access_control_list_sid}"
+
+    @property
+    def list_sid(self) -> str:
+        return self.ip_access_control_list_sid
 
     def indexes(self) -> Mapping[str, str]:
         return {"trunk": self.trunk_sid, "list": self.ip_access_control_list_sid}

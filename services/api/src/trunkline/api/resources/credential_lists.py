@@ -15,10 +15,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from trunkline.api.context import Ctx, Platform, endpoint
-from trunkline.api.resources import trunks
-from trunkline.api.wire import JSON, iso8601, rfc2822
+from trunkline.api.resources import trunk_links
+from trunkline.api.wire import JSON, rfc2822
 from trunkline.domain.credentials import ha1, password_problem
-from trunkline.domain.errors import DomainError, Error, invalid, not_found
+from trunkline.domain.errors import invalid, not_found
 from trunkline.domain.model import (
     Account,
     Credential,
@@ -26,7 +26,7 @@ from trunkline.domain.model import (
     TrunkCredentialList,
     utcnow,
 )
-from trunkline.domain.sid import is_sid, new_sid
+from trunkline.domain.sid import new_sid
 from trunkline.store.repository import Batch, ClaimConflict
 
 LISTS = "credential_lists"
@@ -104,7 +104,7 @@ async def delete_list(ctx: Ctx) -> Response:
         announce.append(credential_event(credential, "deleted"))
     for link in await ctx.all_of(TrunkCredentialList, "list", credential_list.sid):
         batch.delete(link)
-        announce.append((link.account_sid, trunks.RESOURCE, link.trunk_sid, "updated", ""))
+        announce.append(trunk_links.trunk_changed(link))
     await ctx.write(batch, announce)
     return Response(status_code=204)
 
@@ -248,87 +248,14 @@ async def list_credentials(ctx: Ctx) -> Response:
     return ctx.v2010_list(CREDENTIALS, [render_credential(c) for c in rows], links)
 
 
-# Trunking v1 /v1/Trunks/{TrunkSid}/CredentialLists
-
-
-def render_link(
-    ctx: Ctx, link: TrunkCredentialList, credential_list: CredentialList | None
-) -> dict[str, Any]:
-    return {
-        "account_sid": link.account_sid,
-        "sid": link.credential_list_sid,
-        "trunk_sid": link.trunk_sid,
-        "friendly_name": credential_list.friendly_name if credential_list else None,
-        "date_created": iso8601(link.date_created),
-        "date_updated": iso8601(link.date_updated),
-        "url": f"{trunks.trunk_url(ctx, link.trunk_sid)}/CredentialLists/"
-        f"{link.credential_list_sid}",
-    }
-
-
-async def load_link(ctx: Ctx) -> tuple[TrunkCredentialList, CredentialList | None]:
-    trunk = await trunks.load(ctx, ctx.param("TrunkSid"))
-    sid = ctx.param("Sid")
-    link = await ctx.repo.get(TrunkCredentialList, f"{trunk.sid}:{sid}")
-    if link is None:
-        raise not_found("CredentialList", sid)
-    return link, await ctx.repo.get(CredentialList, sid)
-
-
-async def attach(ctx: Ctx) -> Response:
-    trunk = await trunks.load(ctx, ctx.param("TrunkSid"))
-    sid = ctx.form.required("CredentialListSid", max_len=34)
-    if not is_sid(sid, "CL"):
-        raise invalid("CredentialListSid", "must be CL followed by 32 hexadecimal digits")
-    credential_list = await load_list(ctx, ctx.caller, sid)
-    # A concurrent second attach writes the same key again, so the store stays consistent.
-    if await ctx.repo.get(TrunkCredentialList, f"{trunk.sid}:{sid}") is not None:
-        raise DomainError(
-            Error.TRUNK_VALIDATION,
-            f"Credential list {sid} is already associated with trunk {trunk.sid}",
-            parameter="CredentialListSid",
-        )
-    link = TrunkCredentialList(
-        trunk_sid=trunk.sid, credential_list_sid=sid, account_sid=trunk.account_sid
-    )
-    await ctx.write(
-        Batch().put(link), [(trunk.account_sid, trunks.RESOURCE, trunk.sid, "updated", "")]
-    )
-    return JSON(render_link(ctx, link, credential_list), 201)
-
-
-async def fetch_link(ctx: Ctx) -> Response:
-    link, credential_list = await load_link(ctx)
-    return JSON(render_link(ctx, link, credential_list))
-
-
-async def detach(ctx: Ctx) -> Response:
-    link, _ = await load_link(ctx)
-    await ctx.write(
-        Batch().delete(link),
-        [(link.account_sid, trunks.RESOURCE, link.trunk_sid, "updated", "")],
-    )
-    return Response(status_code=204)
-
-
-async def list_links(ctx: Ctx) -> Response:
-    trunk = await trunks.load(ctx, ctx.param("TrunkSid"))
-    rows, links = await ctx.page(TrunkCredentialList, "trunk", trunk.sid)
-    items = [
-        render_link(ctx, link, await ctx.repo.get(CredentialList, link.credential_list_sid))
-        for link in rows
-    ]
-    return ctx.v1_list(LISTS, items, links)
-
-
 def routes(platform: Platform) -> list[Route]:
     def r(path: str, handler: Any, methods: list[str]) -> Route:
         return Route(path, endpoint(platform, handler, "account"), methods=methods)
 
     lists = "/2010-04-01/Accounts/{AccountSid}/SIP/CredentialLists"
     credentials = lists + "/{CredentialListSid}/Credentials"
-    attached = "/v1/Trunks/{TrunkSid}/CredentialLists"
     return [
+        *trunk_links.routes(platform, trunk_links.CREDENTIAL_LISTS),
         r(f"{lists}.json", list_lists, ["GET"]),
         r(f"{lists}.json", create_list, ["POST"]),
         r(lists + "/{Sid}.json", fetch_list, ["GET"]),
@@ -339,8 +266,4 @@ def routes(platform: Platform) -> list[Route]:
         r(credentials + "/{Sid}.json", fetch_credential, ["GET"]),
         r(credentials + "/{Sid}.json", update_credential, ["POST"]),
         r(credentials + "/{Sid}.json", delete_credential, ["DELETE"]),
-        r(attached, list_links, ["GET"]),
-        r(attached, attach, ["POST"]),
-        r(attached + "/{Sid}", fetch_link, ["GET"]),
-        r(attached + "/{Sid}", detach, ["DELETE"]),
     ]

@@ -11,10 +11,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from trunkline.api.context import Ctx, Platform, endpoint
-from trunkline.api.resources import trunks
-from trunkline.api.wire import JSON, iso8601, rfc2822
+from trunkline.api.resources import trunk_links
+from trunkline.api.wire import JSON, rfc2822
 from trunkline.domain.addresses import network_problem
-from trunkline.domain.errors import DomainError, Error, invalid, not_found
+from trunkline.domain.errors import invalid, not_found
 from trunkline.domain.model import (
     Account,
     IpAccessControlList,
@@ -22,7 +22,7 @@ from trunkline.domain.model import (
     TrunkIpAccessControlList,
     utcnow,
 )
-from trunkline.domain.sid import is_sid, new_sid
+from trunkline.domain.sid import new_sid
 from trunkline.store.repository import Batch
 
 LISTS = "ip_access_control_lists"
@@ -88,7 +88,7 @@ async def delete_list(ctx: Ctx) -> Response:
         announce.append(address_event(address, "deleted"))
     for link in await ctx.all_of(TrunkIpAccessControlList, "list", acl.sid):
         batch.delete(link)
-        announce.append((link.account_sid, trunks.RESOURCE, link.trunk_sid, "updated", ""))
+        announce.append(trunk_links.trunk_changed(link))
     await ctx.write(batch, announce)
     return Response(status_code=204)
 
@@ -222,89 +222,14 @@ async def list_addresses(ctx: Ctx) -> Response:
     return ctx.v2010_list(ADDRESSES, [render_address(a) for a in rows], links)
 
 
-# Trunking v1 /v1/Trunks/{TrunkSid}/IpAccessControlLists
-
-
-def render_link(
-    ctx: Ctx, link: TrunkIpAccessControlList, acl: IpAccessControlList | None
-) -> dict[str, Any]:
-    return {
-        "account_sid": link.account_sid,
-        "sid": link.ip_access_control_list_sid,
-        "trunk_sid": link.trunk_sid,
-        "friendly_name": acl.friendly_name if acl else None,
-        "date_created": iso8601(link.date_created),
-        "date_updated": iso8601(link.date_updated),
-        "url": f"{trunks.trunk_url(ctx, link.trunk_sid)}/IpAccessControlLists/"
-        f"{link.ip_access_control_list_sid}",
-    }
-
-
-async def load_link(ctx: Ctx) -> tuple[TrunkIpAccessControlList, IpAccessControlList | None]:
-    trunk = await trunks.load(ctx, ctx.param("TrunkSid"))
-    sid = ctx.param("Sid")
-    link = await ctx.repo.get(TrunkIpAccessControlList, f"{trunk.sid}:{sid}")
-    if link is None:
-        raise not_found("IpAccessControlList", sid)
-    return link, await ctx.repo.get(IpAccessControlList, sid)
-
-
-async def attach(ctx: Ctx) -> Response:
-    trunk = await trunks.load(ctx, ctx.param("TrunkSid"))
-    sid = ctx.form.required("IpAccessControlListSid", max_len=34)
-    if not is_sid(sid, "AL"):
-        raise invalid("IpAccessControlListSid", "must be AL followed by 32 hexadecimal digits")
-    acl = await load_list(ctx, ctx.caller, sid)
-    # A concurrent second attach writes the same key again, so the store stays consistent.
-    if await ctx.repo.get(TrunkIpAccessControlList, f"{trunk.sid}:{sid}") is not None:
-        raise DomainError(
-            Error.TRUNK_VALIDATION,
-            f"IP access control list {sid} is already associated with trunk {trunk.sid}",
-            parameter="IpAccessControlListSid",
-        )
-    link = TrunkIpAccessControlList(
-        trunk_sid=trunk.sid, ip_access_control_list_sid=sid, account_sid=trunk.account_sid
-    )
-    await ctx.write(
-        Batch().put(link), [(trunk.account_sid, trunks.RESOURCE, trunk.sid, "updated", "")]
-    )
-    return JSON(render_link(ctx, link, acl), 201)
-
-
-async def fetch_link(ctx: Ctx) -> Response:
-    link, acl = await load_link(ctx)
-    return JSON(render_link(ctx, link, acl))
-
-
-async def detach(ctx: Ctx) -> Response:
-    link, _ = await load_link(ctx)
-    await ctx.write(
-        Batch().delete(link),
-        [(link.account_sid, trunks.RESOURCE, link.trunk_sid, "updated", "")],
-    )
-    return Response(status_code=204)
-
-
-async def list_links(ctx: Ctx) -> Response:
-    trunk = await trunks.load(ctx, ctx.param("TrunkSid"))
-    rows, links = await ctx.page(TrunkIpAccessControlList, "trunk", trunk.sid)
-    items = [
-        render_link(
-            ctx, link, await ctx.repo.get(IpAccessControlList, link.ip_access_control_list_sid)
-        )
-        for link in rows
-    ]
-    return ctx.v1_list(LISTS, items, links)
-
-
 def routes(platform: Platform) -> list[Route]:
     def r(path: str, handler: Any, methods: list[str]) -> Route:
         return Route(path, endpoint(platform, handler, "account"), methods=methods)
 
     lists = "/2010-04-01/Accounts/{AccountSid}/SIP/IpAccessControlLists"
     addresses = lists + "/{IpAccessControlListSid}/IpAddresses"
-    attached = "/v1/Trunks/{TrunkSid}/IpAccessControlLists"
     return [
+        *trunk_links.routes(platform, trunk_links.IP_ACCESS_CONTROL_LISTS),
         r(f"{lists}.json", list_lists, ["GET"]),
         r(f"{lists}.json", create_list, ["POST"]),
         r(lists + "/{Sid}.json", fetch_list, ["GET"]),
@@ -315,8 +240,4 @@ def routes(platform: Platform) -> list[Route]:
         r(addresses + "/{Sid}.json", fetch_address, ["GET"]),
         r(addresses + "/{Sid}.json", update_address, ["POST"]),
         r(addresses + "/{Sid}.json", delete_address, ["DELETE"]),
-        r(attached, list_links, ["GET"]),
-        r(attached, attach, ["POST"]),
-        r(attached + "/{Sid}", fetch_link, ["GET"]),
-        r(attached + "/{Sid}", detach, ["DELETE"]),
     ]

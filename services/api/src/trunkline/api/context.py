@@ -84,7 +84,10 @@ class Ctx:
 
     async def target_account(self) -> Account:
         """The account named in a 2010-04-01 path: the caller or one of its subaccounts."""
-        sid = self.param("AccountSid")
+        return await self.visible_account(self.param("AccountSid"))
+
+    async def visible_account(self, sid: str) -> Account:
+        """The caller itself or one of its subaccounts; any other SID is not found."""
         if sid == self.caller.sid:
             return self.caller
         account = await self.repo.get(Account, sid) if is_sid(sid, "AC") else None

@@ -12,9 +12,9 @@ from starlette.routing import Route
 from trunkline.api.context import Ctx, Platform, endpoint
 from trunkline.api.wire import JSON, rfc2822
 from trunkline.domain.credentials import token_hash
-from trunkline.domain.errors import DomainError, Error, invalid, not_found
+from trunkline.domain.errors import DomainError, Error, invalid
 from trunkline.domain.model import Account, AccountStatus, AccountType, utcnow
-from trunkline.domain.sid import is_sid, new_sid
+from trunkline.domain.sid import new_sid
 from trunkline.store.repository import Batch
 
 RESOURCE = "accounts"
@@ -62,16 +62,6 @@ def render(account: Account, auth_token: str | None = None) -> dict[str, Any]:
     }
 
 
-async def visible(ctx: Ctx, sid: str) -> Account:
-    """The caller itself or one of its subaccounts; anything else is not found."""
-    if sid == ctx.caller.sid:
-        return ctx.caller
-    account = await ctx.repo.get(Account, sid) if is_sid(sid, "AC") else None
-    if account is None or account.owner_account_sid != ctx.caller.sid:
-        raise not_found("Account", sid)
-    return account
-
-
 async def create(ctx: Ctx) -> Response:
     if ctx.caller.is_subaccount:
         raise DomainError(Error.FORBIDDEN, "A subaccount cannot create subaccounts")
@@ -85,11 +75,11 @@ async def create(ctx: Ctx) -> Response:
 
 
 async def fetch(ctx: Ctx) -> Response:
-    return JSON(render(await visible(ctx, ctx.param("Sid"))))
+    return JSON(render(await ctx.visible_account(ctx.param("Sid"))))
 
 
 async def update(ctx: Ctx) -> Response:
-    account = await visible(ctx, ctx.param("Sid"))
+    account = await ctx.visible_account(ctx.param("Sid"))
     name = ctx.form.str("FriendlyName", max_len=64)
     status = ctx.form.enum("Status", AccountStatus)
     if status is not None:

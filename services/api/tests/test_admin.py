@@ -41,7 +41,7 @@ def test_number_import_is_all_or_nothing_and_skips_known(live_api: LiveApi) -> N
     bad = live_api.admin.post(
         "/admin/v1/PhoneNumbers/Import",
         content=csv(
-            "+19095550100,US,local,Ontario,CA", "9095550101,US,local,,", "+19095550102,USA,local,,"
+            "+19095550190,US,local,Ontario,CA", "9095550191,US,local,,", "+19095550192,USA,local,,"
         ),
         headers=headers,
     )
@@ -52,27 +52,27 @@ def test_number_import_is_all_or_nothing_and_skips_known(live_api: LiveApi) -> N
 
     good = live_api.admin.post(
         "/admin/v1/PhoneNumbers/Import",
-        content=csv("+19095550100,US,local,Ontario,CA", "+19095550101,US,tollfree,,"),
+        content=csv("+19095550190,US,local,Ontario,CA", "+19095550191,US,tollfree,,"),
         headers=headers,
     )
     assert good.json() == {"imported": 2, "skipped": 0, "errors": []}
     again = live_api.admin.post(
         "/admin/v1/PhoneNumbers/Import",
-        content=csv("+19095550100,US,local,Ontario,CA", "+19095550103,US,local,,"),
+        content=csv("+19095550190,US,local,Ontario,CA", "+19095550193,US,local,,"),
         headers=headers,
     )
     assert again.json() == {"imported": 1, "skipped": 1, "errors": []}
     numbers = live_api.admin.get("/admin/v1/PhoneNumbers", params={"AreaCode": "909"}).json()
     assert [n["phone_number"] for n in numbers["phone_numbers"]] == [
-        "+19095550100",
-        "+19095550101",
-        "+19095550103",
+        "+19095550190",
+        "+19095550191",
+        "+19095550193",
     ]
     first = numbers["phone_numbers"][0]
     assert (first["locality"], first["region"], first["friendly_name"]) == (
         "Ontario",
         "CA",
-        "(909) 555-0100",
+        "(909) 555-0190",
     )
 
 

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 import uvicorn
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.rest import Client
 
 from trunkline.api.app import build_app
@@ -101,3 +104,22 @@ def serve_in_thread(db: Path, **overrides: object) -> Iterator[LiveApi]:
         admin.close()
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def fails(call: Callable[[], object], status: int, code: int) -> str:
+    """Call, expect a Twilio error body with `status` and `code`, and return its message.
+
+    Fetches raise TwilioRestException; list calls raise the SDK's plain TwilioException,
+    which carries the raw response instead.
+    """
+    with pytest.raises(TwilioException) as err:
+        call()
+    exc = err.value
+    if isinstance(exc, TwilioRestException):
+        got, message = (exc.status, exc.code), exc.msg
+    else:
+        response = exc.args[1]
+        body = json.loads(response.text)
+        got, message = (response.status_code, body["code"]), body["message"]
+    assert got == (status, code), message
+    return str(message)

@@ -28,10 +28,11 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/python scripts/build_openapi.py --check
 
 typecheck: install
 	$(BIN)/mypy libs/domain/src libs/store/src libs/telemetry/src libs/events/src \
-		services/api/src cli/src
+		services/api/src cli/src e2e/harness/src
 
 proto: install
 	$(BIN)/python scripts/gen_proto.py

@@ -62,7 +62,13 @@ def test_number_import_is_all_or_nothing_and_skips_known(live_api: LiveApi) -> N
         headers=headers,
     )
     assert again.json() == {"imported": 1, "skipped": 1, "errors": []}
-    numbers = live_api.admin.get("/admin/v1/PhoneNumbers", params={"AreaCode": "909"}).json()
+    numbers = live_api.admin.get(
+        "/admin/v1/PhoneNumbers", params={"AreaCode": "909", "PageSize": 2}
+    ).json()
+    assert numbers["meta"]["next_page_url"] is not None  # the area's own partition is paged
+    numbers["phone_numbers"] += live_api.admin.get(numbers["meta"]["next_page_url"]).json()[
+        "phone_numbers"
+    ]
     assert [n["phone_number"] for n in numbers["phone_numbers"]] == [
         "+19095550190",
         "+19095550191",

@@ -347,6 +347,8 @@ class InventoryNumber(Record):
 
     def indexes(self) -> Mapping[str, str]:
         idx = {"country": self.iso_country}
+        if self.area_code is not None:
+            idx["country_area"] = f"{self.iso_country}:{self.area_code}"
         if self.owner_phone_number_sid is not None:
             return idx
         partition = f"{self.iso_country}:{self.number_type}"

@@ -145,9 +145,13 @@ async def list_numbers(ctx: Ctx) -> Response:
     area = ctx.form.str("AreaCode", max_len=3)
     if area is not None and not (len(area) == 3 and area.isdigit()):
         raise invalid("AreaCode", "must be three digits")
-    rows, links = await ctx.page(InventoryNumber, "country", country)
-    items = [render_inventory(n) for n in rows if area is None or n.area_code == area]
-    return ctx.v1_list("phone_numbers", items, links)
+    if area is None:
+        rows, links = await ctx.page(InventoryNumber, "country", country)
+    else:
+        rows, links = await ctx.page(
+            InventoryNumber, "country_area", f"{country}:{area}", extra={"AreaCode": area}
+        )
+    return ctx.v1_list("phone_numbers", [render_inventory(n) for n in rows], links)
 
 
 async def verify(ctx: Ctx) -> Response:

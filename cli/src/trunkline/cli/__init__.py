@@ -1,0 +1,1 @@
+"""The `trunkline` command: the embedded platform (`trunkline up`), `status` and `admin`."""

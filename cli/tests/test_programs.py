@@ -1,0 +1,70 @@
+"""The program table: what `trunkline up` runs, with which arguments and probes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from trunkline.cli import programs
+from trunkline.cli.datadir import DataDir
+from trunkline.cli.programs import HttpProbe, Platform, TcpProbe, build_programs, url_host
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Platform:
+    return Platform(
+        data=DataDir.at(tmp_path),
+        host="127.0.0.1",
+        api_port=18080,
+        nats_port=14222,
+        nats_monitor_port=18222,
+        zone="example.test",
+        admin_token="secret",
+        python="/usr/bin/python3.11",
+    )
+
+
+def test_nats_starts_before_the_api(platform: Platform) -> None:
+    assert [program.name for program in build_programs(platform)] == ["nats", "api"]
+
+
+def test_nats_runs_jetstream_in_the_data_dir_with_monitoring(platform: Platform) -> None:
+    nats = build_programs(platform)[0]
+    args = list(nats.command)
+    assert os.access(args[0], os.X_OK)
+    assert args[args.index("-a") + 1] == "127.0.0.1"
+    assert args[args.index("-p") + 1] == "14222"
+    assert "-js" in args
+    assert args[args.index("-sd") + 1] == str(platform.data.nats)
+    assert args[args.index("-m") + 1] == "18222"
+    assert nats.probes == (
+        TcpProbe("127.0.0.1", 14222),
+        HttpProbe("http://127.0.0.1:18222/healthz"),
+    )
+
+
+def test_api_gets_its_settings_from_the_environment(platform: Platform) -> None:
+    api = build_programs(platform)[1]
+    assert api.command == ("/usr/bin/python3.11", "-m", "trunkline.api")
+    assert api.environment["TRUNKLINE_API_HOST"] == "127.0.0.1"
+    assert api.environment["TRUNKLINE_API_PORT"] == "18080"
+    assert api.environment["TRUNKLINE_STORE"] == f"sqlite:///{platform.data.database}"
+    assert api.environment["TRUNKLINE_NATS_URL"] == "nats://127.0.0.1:14222"
+    assert api.environment["TRUNKLINE_ADMIN_TOKEN"] == "secret"
+    assert api.environment["TRUNKLINE_ZONE"] == "example.test"
+    assert api.environment["TRUNKLINE_PUBLIC_URL"] == "http://127.0.0.1:18080"
+    assert api.probes == (HttpProbe("http://127.0.0.1:18080/healthz"),)
+
+
+def test_nats_server_binary_can_be_overridden(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(programs.NATS_SERVER_ENV, "/opt/nats/nats-server")
+    assert programs.nats_server_binary() == "/opt/nats/nats-server"
+
+
+def test_ipv6_hosts_are_bracketed_in_urls(tmp_path: Path) -> None:
+    assert url_host("::1") == "[::1]"
+    assert url_host("127.0.0.1") == "127.0.0.1"

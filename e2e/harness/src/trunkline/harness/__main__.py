@@ -1,0 +1,3 @@
+from trunkline.harness.cli import cli
+
+cli()

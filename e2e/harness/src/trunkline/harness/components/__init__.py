@@ -1,0 +1,1 @@
+"""One module per component; each exposes `COMPONENT`, an object meeting `Component`."""

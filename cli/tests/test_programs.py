@@ -22,6 +22,7 @@ def platform(tmp_path: Path) -> Platform:
         nats_monitor_port=18222,
         zone="example.test",
         admin_token="secret",
+        store_url="cassandra://127.0.0.1:19042/trunkline_test",
         python="/usr/bin/python3.11",
     )
 
@@ -50,7 +51,7 @@ def test_api_gets_its_settings_from_the_environment(platform: Platform) -> None:
     assert api.command == ("/usr/bin/python3.11", "-m", "trunkline.api")
     assert api.environment["TRUNKLINE_API_HOST"] == "127.0.0.1"
     assert api.environment["TRUNKLINE_API_PORT"] == "18080"
-    assert api.environment["TRUNKLINE_STORE"] == f"sqlite:///{platform.data.database}"
+    assert api.environment["TRUNKLINE_STORE"] == "cassandra://127.0.0.1:19042/trunkline_test"
     assert api.environment["TRUNKLINE_NATS_URL"] == "nats://127.0.0.1:14222"
     assert api.environment["TRUNKLINE_ADMIN_TOKEN"] == "secret"
     assert api.environment["TRUNKLINE_ZONE"] == "example.test"

@@ -23,6 +23,7 @@ def platform(root: Path) -> Platform:
         nats_monitor_port=18222,
         zone="trunkline.local",
         admin_token="tok-en_123",
+        store_url=f"sqlite:///{root}/trunkline.db",
     )
 
 

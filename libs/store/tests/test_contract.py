@@ -1,11 +1,10 @@
-"""The contract every store backend passes (SQLite now; Cassandra joins the params)."""
+"""The contract every store backend passes: each test runs on SQLite and on Cassandra."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -15,9 +14,9 @@ from trunkline.store import Batch, ClaimConflict, Cursor, Repository, open_store
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite"])
-async def repo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Repository]:
-    store = open_store(f"sqlite:///{tmp_path / 'contract.db'}")
+@pytest.fixture
+async def repo(store_url: str) -> AsyncIterator[Repository]:
+    store = open_store(store_url)
     try:
         yield store
     finally:
@@ -124,8 +123,8 @@ async def test_reclaim_by_same_owner_and_release(repo: Repository) -> None:
     assert await repo.holder("trunk_domain", "b.pstn.z") is None
 
 
-async def test_data_survives_reopening(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'reopen.db'}"
+async def test_data_survives_reopening(store_url: str) -> None:
+    url = store_url
     stored = trunk(5)
     store = open_store(url)
     await store.apply(Batch().put(stored))
@@ -135,3 +134,65 @@ async def test_data_survives_reopening(tmp_path: Path) -> None:
         assert await again.get(Trunk, stored.sid) == stored
     finally:
         await again.close()
+
+
+async def test_putting_a_record_again_keeps_it_listed_once(repo: Repository) -> None:
+    t = trunk(4, friendly_name="before")
+    await repo.apply(Batch().put(t))
+    renamed = replace(t, friendly_name="after")  # same indexes, same creation time
+    await repo.apply(Batch().put(renamed))
+    assert await repo.list(Trunk, "account", t.account_sid, limit=5) == [renamed]
+    assert await repo.count(Trunk, "account", t.account_sid, limit=5) == 1
+
+
+async def test_delete_and_put_of_one_record_in_a_batch_keeps_the_put(repo: Repository) -> None:
+    t = trunk(6, friendly_name="old")
+    await repo.apply(Batch().put(t))
+    again = replace(t, friendly_name="new")
+    await repo.apply(Batch().put(again).delete(t))  # deletes apply before puts
+    assert await repo.get(Trunk, t.sid) == again
+    assert await repo.list(Trunk, "account", t.account_sid, limit=5) == [again]
+
+
+async def test_list_between_two_cursors_is_ascending(repo: Repository) -> None:
+    trunks = [trunk(n) for n in range(6)]
+    batch = Batch()
+    for t in trunks:
+        batch.put(t)
+    await repo.apply(batch)
+    page = await repo.list(
+        Trunk,
+        "account",
+        trunks[0].account_sid,
+        limit=10,
+        after=Cursor.of(trunks[0]),
+        before=Cursor.of(trunks[5]),
+    )
+    assert [t.sid for t in page] == [t.sid for t in trunks[1:5]]
+
+
+async def test_a_large_batch_writes_every_record(repo: Repository) -> None:
+    # Far more than one Cassandra batch may carry (50 KiB): a CSV import of the inventory.
+    numbers = [
+        InventoryNumber(
+            phone_number=f"+1415555{n:04d}",
+            iso_country="US",
+            locality="San Francisco",
+            date_created=T0 + timedelta(microseconds=n),
+        )
+        for n in range(400)
+    ]
+    batch = Batch()
+    for number in numbers:
+        batch.put(number)
+    await repo.apply(batch)
+    listed = await repo.list(InventoryNumber, "available_area", "US:local:415", limit=500)
+    assert listed == numbers
+    assert await repo.count(InventoryNumber, "country", "US", limit=1000) == 400
+
+
+async def test_a_zero_limit_reads_nothing(repo: Repository) -> None:
+    t = trunk(1)
+    await repo.apply(Batch().put(t))
+    assert await repo.list(Trunk, "account", t.account_sid, limit=0) == []
+    assert await repo.count(Trunk, "account", t.account_sid, limit=0) == 0

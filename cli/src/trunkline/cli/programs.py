@@ -34,6 +34,7 @@ class Platform:
     nats_monitor_port: int
     zone: str
     admin_token: str
+    store_url: str
     python: str = field(default=sys.executable)
 
     @property
@@ -154,7 +155,7 @@ def api(platform: Platform) -> Program:
         environment={
             "TRUNKLINE_API_HOST": platform.host,
             "TRUNKLINE_API_PORT": str(platform.api_port),
-            "TRUNKLINE_STORE": f"sqlite:///{platform.data.database}",
+            "TRUNKLINE_STORE": platform.store_url,
             "TRUNKLINE_NATS_URL": platform.nats_url,
             "TRUNKLINE_ADMIN_TOKEN": platform.admin_token,
             "TRUNKLINE_ZONE": platform.zone,

@@ -122,6 +122,7 @@ class Launcher:
     api_port: int
     nats_port: int
     nats_monitor_port: int
+    extra_args: tuple[str, ...] = ()  # more `trunkline up` options, e.g. ("--store", url)
     launched: list[RunningPlatform] = field(default_factory=list)
 
     def start(self) -> RunningPlatform:
@@ -136,6 +137,7 @@ class Launcher:
                     "--nats-port", str(self.nats_port),
                     "--nats-monitor-port", str(self.nats_monitor_port),
                     "--timeout", "60",
+                    *self.extra_args,
                 ),
                 stdin=subprocess.DEVNULL,
                 stdout=out,

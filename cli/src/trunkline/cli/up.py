@@ -205,6 +205,13 @@ def ensure_bootstrap(data: DataDir, platform: Platform) -> tuple[dict[str, Any],
     help="DNS zone the platform names its domains in.",
 )
 @click.option(
+    "--store",
+    envvar="TRUNKLINE_STORE",
+    default=None,
+    help="Store URL: cassandra://host:port/keyspace[?dc=NAME&rf=N] to keep configuration "
+    "in Cassandra.  [default: SQLite in the data dir; env TRUNKLINE_STORE]",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=1),
     default=60.0,
@@ -218,6 +225,7 @@ def up(
     nats_port: int,
     nats_monitor_port: int | None,
     zone: str,
+    store: str | None,
     timeout: float,
 ) -> None:
     """Run the whole platform on this machine until Ctrl-C.
@@ -253,6 +261,7 @@ def up(
         nats_monitor_port=monitor_port,
         zone=zone,
         admin_token=admin_token,
+        store_url=store or f"sqlite:///{data.database}",
     )
     try:
         programs = build_programs(platform)

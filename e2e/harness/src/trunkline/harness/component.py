@@ -135,3 +135,28 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def apt_install(packages: Sequence[str]) -> None:
+    """`apt-get install` the packages, refreshing the package lists first only when needed.
+
+    A fresh machine may have no lists (or old ones); `apt-get update` is slow and needs the
+    network, so it runs only when apt does not know a package yet.
+    """
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    # Others (another harness component, a developer) may hold apt's lock for a while.
+    wait_for_lock = ["-o", "DPkg::Lock::Timeout=600"]
+    policy = subprocess.run(
+        ["apt-cache", "policy", *packages], capture_output=True, text=True, env=env, check=False
+    )
+    known = policy.stdout.count("Candidate:") - policy.stdout.count("Candidate: (none)")
+    if known < len(packages):
+        subprocess.run(
+            ["apt-get", *wait_for_lock, "update"], env=env, check=True, stdout=subprocess.DEVNULL
+        )
+    subprocess.run(
+        ["apt-get", *wait_for_lock, "install", "-y", "--no-install-recommends", *packages],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )

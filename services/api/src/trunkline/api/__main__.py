@@ -10,14 +10,14 @@ import uvicorn
 from trunkline.api.app import build_app
 from trunkline.api.context import Announcer, Platform, SilentAnnouncer
 from trunkline.api.settings import Settings
-from trunkline.store import open_store
+from trunkline.store import connect_store
 from trunkline.telemetry import setup_service
 
 log = logging.getLogger("trunkline.api")
 
 
 async def serve(settings: Settings) -> None:
-    repo = open_store(settings.store_url)
+    repo = await connect_store(settings.store_url)  # a bad store URL fails at start
     announcer: Announcer
     if settings.nats_url:
         from trunkline.events.config import ConfigPublisher

@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: up test install lint typecheck proto proto-check unit e2e bench clean
+.PHONY: up test install lint typecheck proto proto-check unit bench harness-up harness-down clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -46,6 +46,13 @@ unit: install
 
 test: lint typecheck proto-check
 	$(BIN)/pytest
+
+# The tests' real infrastructure, started by hand (tests reuse it, and leave it running).
+harness-up: install
+	$(BIN)/trunkline-harness up $(ARGS)
+
+harness-down: install
+	$(BIN)/trunkline-harness down $(ARGS)
 
 bench: install
 	$(BIN)/python benchmarks/api_requests.py

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import httpx
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from trunkline.api.openapi import served_operations
 from trunkline.api.testing import LiveApi
@@ -41,3 +45,26 @@ def test_unknown_path_and_method_use_twilio_error_bodies(live_api: LiveApi) -> N
     assert missing.status_code == 404 and missing.json()["code"] == 20404
     wrong = httpx.put(f"{live_api.url}/v1/Trunks")
     assert wrong.status_code == 405 and wrong.json()["code"] == 20004
+
+
+def test_each_request_is_a_server_span_and_announcements_happen_inside_it(
+    live_api: LiveApi,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    sid, token = live_api.new_account()
+    resp = httpx.post(f"{live_api.url}/v1/Trunks", data={"FriendlyName": "t"}, auth=(sid, token))
+    assert resp.status_code == 201
+    [span] = [s for s in exporter.get_finished_spans() if s.name == "POST /v1/Trunks"]
+    assert span.kind == trace.SpanKind.SERVER
+    assert span.attributes is not None
+    assert 201 in (
+        span.attributes.get("http.status_code"),
+        span.attributes.get("http.response.status_code"),
+    )
+    # The NATS announcement of the new trunk is made inside the request's trace.
+    assert live_api.announcer.trace_ids[resp.json()["sid"]] == span.context.trace_id

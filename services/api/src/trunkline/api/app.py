@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -129,4 +130,7 @@ def build_app(platform: Platform, *, on_shutdown: Sequence[Callable[[], Any]] = 
         exception_handlers={404: not_found, 405: not_allowed},
         lifespan=lifespan,
     )
-    return Instrumented(app, routes)
+    # One server span per request: the trace that a configuration change starts, which the
+    # NATS announcement carries on (trunkline.events puts the context in its headers).
+    traced = OpenTelemetryMiddleware(app, exclude_spans=["receive", "send"])
+    return Instrumented(traced, routes)

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from opentelemetry import trace
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.rest import Client
 
@@ -31,11 +32,14 @@ class RecordingAnnouncer:
     """Keeps announcements in memory; the real NATS path is covered by the e2e tests."""
 
     sent: list[tuple[str, str, str, str, str]] = field(default_factory=list)
+    # The trace each announcement was made in, by the SID it announced.
+    trace_ids: dict[str, int] = field(default_factory=dict)
 
     async def publish(
         self, account_sid: str, resource: str, sid: str, action: str, parent_sid: str = ""
     ) -> None:
         self.sent.append((account_sid, resource, sid, action, parent_sid))
+        self.trace_ids[sid] = trace.get_current_span().get_span_context().trace_id
 
     async def close(self) -> None:
         return None

@@ -107,6 +107,20 @@ async def closed_loop(
     return {"requests": done, "errors": errors, "rps": done / (time.perf_counter() - started)}
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the API process (FIELD-NOTES: machine-wide counters undercount)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def with_cpu(pid: int, measure: Awaitable[dict[str, float]]) -> dict[str, float]:
+    """The measurement plus the API's CPU milliseconds per request during it."""
+    before = cpu_seconds(pid)
+    result = await measure
+    result["api_cpu_ms_per_request"] = (cpu_seconds(pid) - before) * 1000 / result["requests"]
+    return result
+
+
 def start_api(data: Path, port: int, admin_token: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -152,7 +166,7 @@ async def new_accounts(url: str, admin_token: str, count: int) -> list[tuple[str
         return made
 
 
-async def run(args: argparse.Namespace, url: str, admin_token: str) -> dict[str, Any]:
+async def run(args: argparse.Namespace, url: str, admin_token: str, pid: int) -> dict[str, Any]:
     ((sid, token),) = await new_accounts(url, admin_token, 1)
     # Enough fresh accounts that no create hits the per-account trunk limit (21244).
     ceiling = args.rate * (args.seconds + 1) + args.max_rps * args.seconds / 2
@@ -183,10 +197,12 @@ async def run(args: argparse.Namespace, url: str, admin_token: str) -> dict[str,
             ):
                 await open_loop(send, client, args.rate, 1)  # warm the connections
                 rounds.setdefault(f"{name}_open", []).append(
-                    await open_loop(send, client, args.rate, args.seconds)
+                    await with_cpu(pid, open_loop(send, client, args.rate, args.seconds))
                 )
                 rounds.setdefault(f"{name}_closed", []).append(
-                    await closed_loop(send, client, args.concurrency, args.seconds / 2)
+                    await with_cpu(
+                        pid, closed_loop(send, client, args.concurrency, args.seconds / 2)
+                    )
                 )
     return rounds
 
@@ -216,13 +232,17 @@ def main() -> None:
         proc = start_api(data, port, admin_token)
         try:
             wait_ready(url, proc)
-            rounds = asyncio.run(run(args, url, admin_token))
+            rounds = asyncio.run(run(args, url, admin_token, proc.pid))
         finally:
             proc.terminate()
             proc.wait(timeout=10)
     summary = medians(rounds)
     base = summary["healthz_open"]
     for name in ("trunk_fetch", "trunk_create"):
+        summary[f"{name}_open"]["cpu_vs_healthz"] = (
+            summary[f"{name}_open"]["api_cpu_ms_per_request"]
+            / summary["healthz_open"]["api_cpu_ms_per_request"]
+        )
         summary[f"{name}_open"]["p99_vs_healthz"] = (
             summary[f"{name}_open"]["p99_ms"] / base["p99_ms"]
         )
@@ -240,12 +260,19 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"api_requests-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(json.dumps(report, indent=2))
-    print(f"{'measurement':22} {'rps':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'ratio':>7}")
+    print(
+        f"{'measurement':22} {'rps':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'ratio':>7}"
+        f" {'api cpu ms/req':>15}"
+    )
     for name, m in summary.items():
         rps = m.get("achieved_rps", m.get("rps", 0.0))
         ratio = m.get("p99_vs_healthz", m.get("rps_vs_healthz", 1.0))
         p50, p99 = m.get("p50_ms", float("nan")), m.get("p99_ms", float("nan"))
-        print(f"{name:22} {rps:8.1f} {p50:8.2f} {p99:8.2f} {m['errors']:7.0f} {ratio:7.2f}")
+        cpu = m["api_cpu_ms_per_request"]
+        print(
+            f"{name:22} {rps:8.1f} {p50:8.2f} {p99:8.2f} {m['errors']:7.0f} {ratio:7.2f}"
+            f" {cpu:15.3f}"
+        )
     print(f"written to {out}")
 
 

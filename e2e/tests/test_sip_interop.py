@@ -1,0 +1,324 @@
+"""Interop of the SIP core with sipp: sipp's built-in `uac` calls our test UAS and sipp's
+`uas` answers our test UAC, over UDP (also with 10 % packet loss, which only
+retransmissions recover from) and TCP. The Debian sipp 3.6.1 is built without TLS, so
+TLS runs our UAC against our UAS, each verifying TLS 1.2+ with a self-signed certificate.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import errno
+import ipaddress
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+pytestmark = pytest.mark.e2e
+
+CALLS = 20
+HOST = "127.0.0.1"
+TESTUA = [sys.executable, "-m", "trunkline.signaling.testua"]
+SIPP_TRANSPORT = {"udp": "u1", "tcp": "t1"}
+
+
+# ---- helpers ----------------------------------------------------------------------------
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{what} not within {timeout} s")
+
+
+def free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind((HOST, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def listening(transport: str, port: int) -> bool:
+    """Whether something listens on HOST:port: a TCP connect succeeds, a UDP bind fails."""
+    if transport == "udp":
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind((HOST, port))
+            except OSError as err:
+                return err.errno == errno.EADDRINUSE
+            return False
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        return s.connect_ex((HOST, port)) == 0
+
+
+def last_stats(path: Path) -> dict[str, str]:
+    rows = list(csv.DictReader(path.read_text().splitlines(), delimiter=";"))
+    assert rows, f"no statistics in {path}"
+    return rows[-1]
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def write_self_signed(directory: Path) -> tuple[Path, Path]:
+    """A self-signed P-256 certificate for 127.0.0.1, ::1 and localhost, and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.IPAddress(ipaddress.ip_address("::1")),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@dataclass
+class RunningUas:
+    process: subprocess.Popen[bytes]
+    port: int
+    output: Path
+
+    def stop_and_count(self) -> dict[str, Any]:
+        """Stop the UAS; its counters are the JSON line it prints on SIGTERM."""
+        stop(self.process)
+        lines = self.output.read_text().splitlines()
+        final: dict[str, Any] = json.loads(lines[-1])
+        return final
+
+
+@pytest.fixture
+def testua_uas(tmp_path: Path) -> Iterator[Callable[..., RunningUas]]:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(transport: str, *extra: str) -> RunningUas:
+        ready = tmp_path / f"uas-{len(started)}.port"
+        output = tmp_path / f"uas-{len(started)}.out"
+        process = subprocess.Popen(
+            [*TESTUA, "uas", "--host", HOST, "--port", "0", "--transport", transport,
+             "--ready-file", str(ready), *extra],
+            cwd=tmp_path,
+            stdout=output.open("wb"),
+            stderr=(tmp_path / f"uas-{len(started)}.err").open("wb"),
+        )  # fmt: skip
+        started.append(process)
+        wait_for(lambda: ready.exists() or process.poll() is not None, 20, "test UAS")
+        assert process.poll() is None, output.read_text()
+        return RunningUas(process, int(ready.read_text()), output)
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            stop(process)
+
+
+@pytest.fixture
+def sipp_uas(harness_sip: Mapping[str, Any], tmp_path: Path) -> Iterator[Callable[..., int]]:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(transport: str, *extra: str) -> int:
+        kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+        port = free_port(kind)
+        process = subprocess.Popen(
+            [harness_sip["sipp"], "-sn", "uas", "-i", HOST, "-p", str(port),
+             "-t", SIPP_TRANSPORT[transport], "-nostdin", "-m", str(CALLS), *extra],
+            cwd=tmp_path,
+            stdout=(tmp_path / "sipp-uas.out").open("wb"),
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        started.append(process)
+        wait_for(lambda: listening(transport, port) or process.poll() is not None, 10, "sipp uas")
+        assert process.poll() is None, (tmp_path / "sipp-uas.out").read_text(errors="replace")
+        return port
+
+    try:
+        yield start
+    finally:
+        # The built-in uas lingers after its last call to absorb retransmissions.
+        for process in started:
+            stop(process)
+
+
+def run_sipp_uac(
+    sipp: str, tmp_path: Path, transport: str, port: int, *extra: str
+) -> dict[str, str]:
+    stats = tmp_path / "sipp-uac.csv"
+    kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+    done = subprocess.run(
+        [sipp, "-sn", "uac", f"{HOST}:{port}", "-i", HOST, "-p", str(free_port(kind)),
+         "-t", SIPP_TRANSPORT[transport], "-nostdin", "-m", str(CALLS), "-r", "20",
+         "-timeout", "90s", "-timeout_error", "-trace_stat", "-stf", str(stats), *extra],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, f"sipp uac exit {done.returncode}:\n{done.stdout}{done.stderr}"
+    final = last_stats(stats)
+    assert int(final["SuccessfulCall(C)"]) == CALLS, final
+    assert int(final["FailedCall(C)"]) == 0, final
+    return final
+
+
+def run_testua_uac(tmp_path: Path, transport: str, port: int, *extra: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [*TESTUA, "uac", f"{HOST}:{port}", "--host", HOST, "--transport", transport,
+         "--calls", str(CALLS), "--rate", "20", *extra],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, f"test UAC exit {done.returncode}:\n{done.stdout}{done.stderr}"
+    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    assert result["uac"]["successful"] == CALLS, result
+    assert result["uac"]["failed"] == 0, result
+    return result
+
+
+def options_ping(port: int) -> bytes:
+    """One OPTIONS over UDP to our UAS; returns the response datagram."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((HOST, 0))
+        s.settimeout(5)
+        local = s.getsockname()[1]
+        s.sendto(
+            (
+                f"OPTIONS sip:uas@{HOST}:{port} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP {HOST}:{local};branch=z9hG4bKping{local};rport\r\n"
+                "Max-Forwards: 70\r\nFrom: <sip:ping@example.com>;tag=p1\r\n"
+                f"To: <sip:uas@{HOST}>\r\nCall-ID: ping-{local}\r\nCSeq: 1 OPTIONS\r\n"
+                "Content-Length: 0\r\n\r\n"
+            ).encode(),
+            (HOST, port),
+        )
+        return s.recv(65536)
+
+
+# ---- sipp uac -> our UAS ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_sipp_uac_completes_calls_with_test_uas(
+    harness_sip: Mapping[str, Any],
+    testua_uas: Callable[..., RunningUas],
+    tmp_path: Path,
+    transport: str,
+) -> None:
+    uas = testua_uas(transport)
+    run_sipp_uac(harness_sip["sipp"], tmp_path, transport, uas.port)
+    counts = uas.stop_and_count()["uas"]
+    assert counts["invites"] == counts["answered"] == CALLS, counts
+    assert counts["acks"] == counts["byes"] == CALLS, counts
+    assert counts["rejected"] == 0, counts
+
+
+def test_test_uas_answers_options_with_rport_filled_in(
+    testua_uas: Callable[..., RunningUas],
+) -> None:
+    uas = testua_uas("udp")
+    response = options_ping(uas.port).decode()
+    assert response.startswith("SIP/2.0 200 OK\r\n"), response
+    via = next(line for line in response.split("\r\n") if line.startswith("Via:"))
+    assert ";rport=" in via and f"received={HOST}" in via, via
+    assert uas.stop_and_count()["uas"]["options"] == 1
+
+
+def test_sipp_uac_with_packet_loss_completes_calls_by_retransmission(
+    harness_sip: Mapping[str, Any], testua_uas: Callable[..., RunningUas], tmp_path: Path
+) -> None:
+    uas = testua_uas("udp")
+    final = run_sipp_uac(harness_sip["sipp"], tmp_path, "udp", uas.port, "-lost", "10")
+    result = uas.stop_and_count()
+    counts, transport = result["uas"], result["transport"]
+    assert counts["answered"] == CALLS, counts
+    # Without loss each call is 3 requests in and 3 responses out; the extra datagrams
+    # are retransmissions, by sipp (INVITE, BYE) or by our UAS (the 2xx).
+    retransmitted = int(final["Retransmissions(C)"]) + transport["sent"] - 3 * CALLS
+    assert retransmitted > 0, (final, result)
+
+
+# ---- our UAC -> sipp uas ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_test_uac_completes_calls_with_sipp_uas(
+    sipp_uas: Callable[..., int], tmp_path: Path, transport: str
+) -> None:
+    port = sipp_uas(transport)
+    result = run_testua_uac(tmp_path, transport, port)
+    assert result["transport"]["received"] >= 3 * CALLS, result
+
+
+def test_test_uac_with_packet_loss_completes_calls_by_retransmission(
+    sipp_uas: Callable[..., int], tmp_path: Path
+) -> None:
+    port = sipp_uas("udp", "-lost", "10")
+    result = run_testua_uac(tmp_path, "udp", port)
+    # Each call takes INVITE, ACK and BYE; more datagrams out means we retransmitted,
+    # more in means sipp retransmitted a 2xx that we acknowledged again.
+    sent, received = result["transport"]["sent"], result["transport"]["received"]
+    assert sent > 3 * CALLS or received > 3 * CALLS, result
+
+
+# ---- TLS: our UAC -> our UAS --------------------------------------------------------------
+
+
+def test_test_uac_completes_calls_with_test_uas_over_tls(
+    testua_uas: Callable[..., RunningUas], tmp_path: Path
+) -> None:
+    cert, key = write_self_signed(tmp_path)
+    uas = testua_uas("tls", "--cert", str(cert), "--key", str(key))
+    result = run_testua_uac(tmp_path, "tls", uas.port, "--cafile", str(cert))
+    assert result["transport"]["received"] == 3 * CALLS, result
+    counts = uas.stop_and_count()["uas"]
+    assert counts["answered"] == counts["acks"] == counts["byes"] == CALLS, counts

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import httpx
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from trunkline.api.openapi import served_operations
 from trunkline.api.testing import LiveApi
+from trunkline.telemetry.testing import in_memory_spans
 
 
 def test_openapi_document_describes_every_twilio_route(live_api: LiveApi) -> None:
@@ -50,12 +48,8 @@ def test_unknown_path_and_method_use_twilio_error_bodies(live_api: LiveApi) -> N
 def test_each_request_is_a_server_span_and_announcements_happen_inside_it(
     live_api: LiveApi,
 ) -> None:
-    exporter = InMemorySpanExporter()
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    exporter = in_memory_spans()
+    exporter.clear()  # shared by the session: keep only this test's spans
     sid, token = live_api.new_account()
     resp = httpx.post(f"{live_api.url}/v1/Trunks", data={"FriendlyName": "t"}, auth=(sid, token))
     assert resp.status_code == 201

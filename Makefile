@@ -32,7 +32,7 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy libs/domain/src libs/store/src libs/telemetry/src libs/events/src \
-		services/api/src services/signaling/src cli/src e2e/harness/src
+		services/api/src services/signaling/src services/media/src cli/src e2e/harness/src
 
 proto: install
 	$(BIN)/python scripts/gen_proto.py

@@ -6,18 +6,12 @@ Every wait is bounded by a deadline (`asyncio.wait_for`), never a fixed pause.
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import socket
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from trunkline.signaling.sip.message import Request, parse_message
 from trunkline.signaling.sip.timers import TimerConfig
@@ -29,6 +23,7 @@ from trunkline.signaling.sip.transport import (
     server_tls_context,
     stamp_via,
 )
+from trunkline.signaling.testing import write_self_signed
 from trunkline.signaling.testua import Uac, Uas
 
 DEADLINE = 10.0
@@ -65,43 +60,6 @@ async def udp_uas() -> AsyncIterator[tuple[Endpoint, Uas]]:
         yield endpoint, Uas(endpoint, "udp")
     finally:
         await endpoint.close()
-
-
-def write_self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                    x509.IPAddress(ipaddress.ip_address("::1")),
-                ]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 # ---- Via stamping (RFC 3261 18.2.1, RFC 3581) ------------------------------------------

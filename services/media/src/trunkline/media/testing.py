@@ -1,0 +1,103 @@
+"""Run the real media service as a process, for component and end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from trunkline.v1 import media_pb2_grpc
+
+__all__ = ["MediaProcess", "media_service"]
+
+
+@dataclass(frozen=True)
+class MediaProcess:
+    process: subprocess.Popen[bytes]
+    grpc_address: str
+    port_min: int
+    port_max: int
+    log: Path
+
+    def stub(self, channel: grpc.Channel) -> media_pb2_grpc.MediaStub:
+        return media_pb2_grpc.MediaStub(channel)
+
+
+def _free_tcp_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_range(size: int) -> tuple[int, int]:
+    """A UDP range nothing binds to right now, chosen away from the ephemeral ports."""
+    for _ in range(50):
+        start = 20000 + 2 * int.from_bytes(os.urandom(2), "big") % 10000
+        sockets = []
+        try:
+            for port in range(start, start + size):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return start, start + size - 1
+    raise RuntimeError("no free UDP port range for the media service")
+
+
+@contextmanager
+def media_service(
+    log_dir: Path,
+    *,
+    ports: int = 200,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 20.0,
+) -> Iterator[MediaProcess]:
+    """Start `python -m trunkline.media` on loopback; stop it (SIGTERM) afterwards."""
+    grpc_address = f"127.0.0.1:{_free_tcp_port()}"
+    port_min, port_max = _port_range(ports)
+    environment = {
+        **os.environ,
+        "TRUNKLINE_MEDIA_GRPC_ADDRESS": grpc_address,
+        "TRUNKLINE_MEDIA_RTP_ADDRESS": "127.0.0.1",
+        "TRUNKLINE_MEDIA_PORT_MIN": str(port_min),
+        "TRUNKLINE_MEDIA_PORT_MAX": str(port_max),
+        **(env or {}),
+    }
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / "media.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "trunkline.media"],
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        with grpc.insecure_channel(grpc_address) as channel:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=timeout)
+            except grpc.FutureTimeoutError:
+                raise RuntimeError(
+                    f"media service not ready in {timeout} s:\n{log.read_text()}"
+                ) from None
+        yield MediaProcess(process, grpc_address, port_min, port_max, log)
+    finally:
+        process.terminate()
+        deadline = time.monotonic() + 10
+        while process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if process.poll() is None:
+            process.kill()
+        process.wait()

@@ -28,7 +28,15 @@ def platform(tmp_path: Path) -> Platform:
 
 
 def test_nats_starts_before_the_api(platform: Platform) -> None:
-    assert [program.name for program in build_programs(platform)] == ["nats", "api"]
+    assert [program.name for program in build_programs(platform)] == ["nats", "api", "media"]
+
+
+def test_media_listens_on_the_platform_host_and_its_grpc_port(platform: Platform) -> None:
+    media = build_programs(platform)[2]
+    assert media.command[1:] == ("-m", "trunkline.media")
+    assert media.environment["TRUNKLINE_MEDIA_GRPC_ADDRESS"] == f"127.0.0.1:{platform.media_port}"
+    assert media.environment["TRUNKLINE_MEDIA_RTP_ADDRESS"] == "127.0.0.1"
+    assert media.listens == (("127.0.0.1", platform.media_port),)
 
 
 def test_nats_runs_jetstream_in_the_data_dir_with_monitoring(platform: Platform) -> None:

@@ -1,4 +1,4 @@
-"""`trunkline up` runs the embedded platform: supervisord, NATS and the API, for real."""
+"""`trunkline up` runs the embedded platform: supervisord, NATS, the API and media, for real."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import stat
 import time
 from typing import Any
 
+import grpc
 import httpx
 import nats
 import pytest
 
 from trunkline.cli.testing import Launcher, RunningPlatform
+from trunkline.v1 import media_pb2, media_pb2_grpc
 
 pytestmark = pytest.mark.e2e
 
@@ -62,7 +64,7 @@ def assert_stopped_cleanly(platform: RunningPlatform, rc: int, pids: list[int]) 
         raise AssertionError(f"process {pid} is still alive after trunkline up exited")
 
 
-async def test_trunkline_up_runs_nats_and_the_api_and_stops_cleanly_on_ctrl_c(
+async def test_trunkline_up_runs_nats_the_api_and_media_and_stops_cleanly_on_ctrl_c(
     trunkline: Launcher,
 ) -> None:
     platform = trunkline.start()
@@ -71,6 +73,7 @@ async def test_trunkline_up_runs_nats_and_the_api_and_stops_cleanly_on_ctrl_c(
     assert table["supervisord"][0] == "RUNNING"
     assert table["nats"][0] == "RUNNING"
     assert table["api"][0] == "RUNNING"
+    assert table["media"][0] == "RUNNING"
 
     health = httpx.get(f"{platform.api_url}/healthz", timeout=5)
     assert health.status_code == 200
@@ -101,6 +104,13 @@ async def test_trunkline_up_runs_nats_and_the_api_and_stops_cleanly_on_ctrl_c(
         await next_message_on(subscription, f"trunkline.config.{sid}.trunks", timeout=10)
     finally:
         await connection.close()
+
+    # The media service answers its gRPC API (a call it does not know is NOT_FOUND).
+    assert f"Media     gRPC 127.0.0.1:{trunkline.media_port}" in platform.output()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{trunkline.media_port}") as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as unknown:
+            await media_pb2_grpc.MediaStub(channel).Query(media_pb2.QueryRequest(call_id="none"))
+        assert unknown.value.code() is grpc.StatusCode.NOT_FOUND
 
     pids = [pid for _, pid in table.values()]
     rc = await asyncio.to_thread(platform.stop, signal.SIGINT)

@@ -22,6 +22,7 @@ class BannerFacts:
     # Only on the first start: afterwards the token is in the bootstrap file, not on screen.
     auth_token: str | None = None
     sip_addresses: Sequence[str] = field(default_factory=tuple)
+    media_address: str | None = None
 
 
 def render_banner(facts: BannerFacts) -> str:
@@ -36,6 +37,7 @@ def render_banner(facts: BannerFacts) -> str:
         f"  Console   {facts.console_url}",
         f"  NATS      {facts.nats_url}  (monitoring {facts.nats_monitor_url})",
         f"  SIP       {sip}",
+        *([f"  Media     gRPC {facts.media_address}  (RTP relay)"] if facts.media_address else []),
         f"  Data dir  {facts.data_dir}",
         f"  Logs      {facts.data_dir / 'logs'}",
         "",

@@ -35,6 +35,7 @@ class Platform:
     zone: str
     admin_token: str
     store_url: str
+    media_port: int = 7100
     python: str = field(default=sys.executable)
 
     @property
@@ -48,6 +49,10 @@ class Platform:
     @property
     def nats_url(self) -> str:
         return f"nats://{url_host(self.host)}:{self.nats_port}"
+
+    @property
+    def media_address(self) -> str:
+        return f"{url_host(self.host)}:{self.media_port}"
 
     @property
     def nats_monitor_url(self) -> str:
@@ -167,10 +172,25 @@ def api(platform: Platform) -> Program:
     )
 
 
+def media(platform: Platform) -> Program:
+    return Program(
+        name="media",
+        command=(platform.python, "-m", "trunkline.media"),
+        environment={
+            "TRUNKLINE_MEDIA_GRPC_ADDRESS": platform.media_address,
+            "TRUNKLINE_MEDIA_RTP_ADDRESS": platform.host,
+            "PYTHONUNBUFFERED": "1",
+        },
+        listens=((platform.host, platform.media_port),),
+        probes=(TcpProbe(platform.host, platform.media_port),),
+    )
+
+
 # The embedded platform, in start order. Add a service here and nowhere else.
 PROGRAMS: Final[tuple[Callable[[Platform], Program], ...]] = (
     nats,
     api,
+    media,
 )
 
 

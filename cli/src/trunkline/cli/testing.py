@@ -122,7 +122,10 @@ class Launcher:
     api_port: int
     nats_port: int
     nats_monitor_port: int
-    extra_args: tuple[str, ...] = ()  # more `trunkline up` options, e.g. ("--store", url)
+    extra_args: tuple[str, ...] = ()
+    media_port: int = field(
+        default_factory=lambda: free_ports(1)[0]
+    )  # more `trunkline up` options, e.g. ("--store", url)
     launched: list[RunningPlatform] = field(default_factory=list)
 
     def start(self) -> RunningPlatform:
@@ -136,6 +139,7 @@ class Launcher:
                     "--api-port", str(self.api_port),
                     "--nats-port", str(self.nats_port),
                     "--nats-monitor-port", str(self.nats_monitor_port),
+                    "--media-port", str(self.media_port),
                     "--timeout", "60",
                     *self.extra_args,
                 ),

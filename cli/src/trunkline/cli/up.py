@@ -186,6 +186,13 @@ def ensure_bootstrap(data: DataDir, platform: Platform) -> tuple[dict[str, Any],
     help="Port of the REST API and console.",
 )
 @click.option(
+    "--media-port",
+    type=click.IntRange(1, 65535),
+    default=7100,
+    show_default=True,
+    help="Port of the media service's gRPC control API (RTP uses 10000-20000).",
+)
+@click.option(
     "--nats-port",
     type=click.IntRange(1, 65535),
     default=4222,
@@ -222,6 +229,7 @@ def up(
     data_dir: Path,
     host: str,
     api_port: int,
+    media_port: int,
     nats_port: int,
     nats_monitor_port: int | None,
     zone: str,
@@ -262,6 +270,7 @@ def up(
         zone=zone,
         admin_token=admin_token,
         store_url=store or f"sqlite:///{data.database}",
+        media_port=media_port,
     )
     try:
         programs = build_programs(platform)
@@ -328,6 +337,7 @@ def _run(
             "console_url": platform.console_url,
             "nats_url": platform.nats_url,
             "nats_monitor_url": platform.nats_monitor_url,
+            "media_address": platform.media_address,
             "pid": os.getpid(),
             "supervisord_pid": proc.pid,
         }
@@ -342,6 +352,7 @@ def _run(
         admin_token_file=data.admin_token_file,
         account_sid=bootstrap.get("account_sid"),
         auth_token=bootstrap.get("auth_token") if created else None,
+        media_address=platform.media_address,
     )
     click.echo(render_banner(facts), nl=False)
     sys.stdout.flush()

@@ -29,7 +29,7 @@ class Settings:
     rtp_address: str = "127.0.0.1"
     advertised_address: str = "127.0.0.1"
     port_min: int = 10000
-    port_max: int = 60000
+    port_max: int = 20000
     media_timeout: float = 60.0
     recording_address: str = ""
     health_port: int = 0  # 0: no health server
@@ -53,6 +53,12 @@ class Settings:
                 ipaddress.ip_address(getattr(settings, name))
             except ValueError as error:
                 raise SystemExit(f"TRUNKLINE_MEDIA_{name.upper()} must be an IP address") from error
+        if ipaddress.ip_address(settings.advertised_address).is_unspecified:
+            # c=0.0.0.0 means hold (RFC 3264 8.4): peers would never send to the relay.
+            raise SystemExit(
+                "TRUNKLINE_MEDIA_ADVERTISED_ADDRESS must be set to a reachable address "
+                "when TRUNKLINE_MEDIA_RTP_ADDRESS is a wildcard"
+            )
         if settings.media_timeout <= 0:
             raise SystemExit("TRUNKLINE_MEDIA_TIMEOUT must be a positive number of seconds")
         return settings

@@ -190,7 +190,7 @@ def ensure_bootstrap(data: DataDir, platform: Platform) -> tuple[dict[str, Any],
     type=click.IntRange(1, 65535),
     default=7100,
     show_default=True,
-    help="Port of the media service's gRPC control API (RTP uses 10000-20000).",
+    help="Port of the media service's gRPC control API (RTP uses UDP 10000-60000).",
 )
 @click.option(
     "--nats-port",

@@ -29,7 +29,7 @@ class Settings:
     rtp_address: str = "127.0.0.1"
     advertised_address: str = "127.0.0.1"
     port_min: int = 10000
-    port_max: int = 20000
+    port_max: int = 60000
     media_timeout: float = 60.0
     recording_address: str = ""
     health_port: int = 0  # 0: no health server

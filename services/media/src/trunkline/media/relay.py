@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from time import monotonic
 
 from trunkline.media.call import (
     Call,
@@ -38,6 +40,7 @@ __all__ = ["Event", "EventKind", "LegReport", "RecordedPacket", "Relay"]
 log = logging.getLogger("trunkline.media.relay")
 
 _LATCHED = (Verdict.LATCHED, Verdict.RELATCHED)
+_SEQ_TS_SSRC = struct.Struct("!HII").unpack_from
 _BIND_ATTEMPTS = 16
 _EVENT_QUEUE = 10_000
 
@@ -84,17 +87,16 @@ class LegReport:
 class _RtpProtocol(asyncio.DatagramProtocol):
     """Packets a leg's peer sends to the leg's RTP port (and RTCP, under rtcp-mux)."""
 
-    __slots__ = ("call", "leg", "other", "relay", "transport")
+    __slots__ = ("call", "leg", "other", "out", "relay", "symmetric")
 
     def __init__(self, relay: Relay, call: Call, leg: Leg) -> None:
         self.relay = relay
         self.call = call
         self.leg = leg
         self.other = call.other(leg)
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.symmetric = leg.policy.symmetric_rtp
+        # The other leg's RTP transport: what this leg sends leaves through it.
+        self.out: asyncio.DatagramTransport | None = None
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         leg = self.leg
@@ -104,7 +106,7 @@ class _RtpProtocol(asyncio.DatagramProtocol):
         if 64 <= data[1] & 0x7F <= 95:  # RFC 5761 4: RTCP on an rtcp-mux port
             self.relay.rtcp_received(self.call, leg, data, addr)
             return
-        now = time.monotonic()
+        now = monotonic()
         if leg.srtp_in is not None:
             try:
                 data = leg.srtp_in.unprotect(data)
@@ -114,17 +116,15 @@ class _RtpProtocol(asyncio.DatagramProtocol):
             except SrtpError:
                 leg.dropped += 1
                 return
-        ssrc = int.from_bytes(data[8:12], "big")
-        verdict = leg.latch.on_packet(addr, ssrc, now)
-        if verdict is not Verdict.ACCEPTED:
-            if verdict in _LATCHED:
+        sequence, timestamp, ssrc = _SEQ_TS_SSRC(data, 2)
+        if self.symmetric:
+            verdict = leg.latch.on_packet(addr, ssrc, now)
+            if verdict is not Verdict.ACCEPTED:
+                if verdict not in _LATCHED:
+                    leg.dropped += 1
+                    return
                 self.relay.latched(self.call, leg)
-            else:
-                leg.dropped += 1
-                return
-        leg.stats.on_packet(
-            (data[2] << 8) | data[3], int.from_bytes(data[4:8], "big"), len(data), now
-        )
+        leg.stats.on_packet(sequence, timestamp, len(data), now)
         leg.last_rtp = now
         if not leg.first_packet_seen:
             self.relay.first_packet(self.call, leg)
@@ -132,7 +132,8 @@ class _RtpProtocol(asyncio.DatagramProtocol):
             self.relay.fork(self.call, leg, data)
         other = self.other
         dest = other.dest
-        if dest is None:
+        out = self.out
+        if dest is None or out is None:
             leg.dropped += 1
             return
         if other.srtp_out is not None:
@@ -141,9 +142,7 @@ class _RtpProtocol(asyncio.DatagramProtocol):
             except SrtpError:  # too long, or far behind what this SSRC already sent
                 leg.dropped += 1
                 return
-        transport = self.relay.rtp_transports.get(other)
-        if transport is not None:
-            transport.sendto(data, dest)
+        out.sendto(data, dest)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable from a peer that went away: the media timeout handles it.
@@ -395,6 +394,10 @@ class Relay:
                     raise MediaError(Reason.NO_PORTS, "No bindable media ports")
                 self.ports.release(leg.allocation, self.clock())
                 leg.allocation = await self._allocate_one()
+        for leg in call.legs:
+            protocol = self.rtp_transports[leg].get_protocol()
+            assert isinstance(protocol, _RtpProtocol)
+            protocol.out = self.rtp_transports[call.other(leg)]
 
     async def _allocate_one(self) -> PortAllocation:
         try:

@@ -28,11 +28,6 @@ class _Seq(Enum):
     RESTART = 3
 
 
-def _signed32(value: int) -> int:
-    value &= 0xFFFFFFFF
-    return value - (1 << 32) if value & 0x80000000 else value
-
-
 @dataclass(frozen=True, slots=True)
 class StatsSnapshot:
     """A leg's statistics at one moment, as the control API reports them."""
@@ -115,21 +110,28 @@ class LegStats:
         """Account one received RTP packet (its header fields, length and arrival time)."""
         self.packets += 1
         self.bytes += size
-        if self._first_arrival is None:
-            self._first_arrival = arrival
-            self._init_seq(sequence_number)
-            self._received = 1
-            self._start_timing(timestamp, arrival)
-            return
-        outcome = self._update_seq(sequence_number)
-        if outcome is _Seq.DISCARD:
-            return
+        if sequence_number == self._max_seq + 1 and self._first_arrival is not None:
+            # The common case, inlined for the relay's per-packet path: the next packet in
+            # order (A.1 update_seq's first branch without a wrap).
+            self._max_seq = sequence_number
+        else:
+            if self._first_arrival is None:
+                self._first_arrival = arrival
+                self._init_seq(sequence_number)
+                self._received = 1
+                self._start_timing(timestamp, arrival)
+                return
+            outcome = self._update_seq(sequence_number)
+            if outcome is _Seq.DISCARD:
+                return
+            if outcome is _Seq.RESTART:
+                self._received += 1
+                self._start_timing(timestamp, arrival)
+                return
         self._received += 1
-        if outcome is _Seq.RESTART:
-            self._start_timing(timestamp, arrival)
-            return
         # Unwrap the 32-bit timestamp against the previous packet's (RFC 3550 5.1 wraps it).
-        ext_ts = self._ext_ts + _signed32(timestamp - self._ext_ts)
+        delta = (timestamp - self._ext_ts) & 0xFFFFFFFF
+        ext_ts = self._ext_ts + (delta - 0x100000000 if delta & 0x80000000 else delta)
         # RFC 3550 A.8: D(i-1,i) = (Rj - Ri) - (Sj - Si) in timestamp units, and
         # J += (|D| - J) / 16.
         d = (arrival - self._last_arrival) * self.clock_rate - (ext_ts - self._ext_ts)

@@ -38,22 +38,32 @@ def _free_tcp_port() -> int:
 
 
 def _port_range(size: int) -> tuple[int, int]:
-    """A UDP range nothing binds to right now, chosen away from the ephemeral ports."""
-    for _ in range(50):
-        start = 20000 + 2 * int.from_bytes(os.urandom(2), "big") % 10000
-        sockets = []
-        try:
-            for port in range(start, start + size):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-        return start, start + size - 1
+    """A UDP range nothing binds to right now, below the kernel's ephemeral ports."""
+    start = 10000 + 2 * (int.from_bytes(os.urandom(2), "big") % 5000)
+    for _ in range(200):
+        if start + size > 32768:
+            start = 10000
+        busy = _first_busy(start, size)
+        if busy is None:
+            return start, start + size - 1
+        start = busy + 1 + (busy + 1) % 2  # slide past the busy port, even-aligned
     raise RuntimeError("no free UDP port range for the media service")
+
+
+def _first_busy(start: int, size: int) -> int | None:
+    sockets = []
+    try:
+        for port in range(start, start + size):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sockets.append(sock)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return port
+        return None
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 @contextmanager

@@ -64,11 +64,13 @@ class Peer:
         self.sock.close()
 
 
-@pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaProcess]:
-    with media_service(
-        tmp_path_factory.mktemp("media"), env={"TRUNKLINE_MEDIA_TIMEOUT": "1"}
-    ) as process:
+@pytest.fixture(scope="module", params=["1", "2"], ids=["one-process", "two-workers"])
+def media(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MediaProcess]:
+    # Every test runs against one relay process and against two workers behind the front.
+    env = {"TRUNKLINE_MEDIA_TIMEOUT": "1", "TRUNKLINE_MEDIA_WORKERS": request.param}
+    with media_service(tmp_path_factory.mktemp("media"), env=env) as process:
         yield process
 
 

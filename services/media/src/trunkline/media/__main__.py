@@ -7,17 +7,21 @@ import ipaddress
 import logging
 import os
 import signal
+import sys
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import uvloop
 
+from trunkline.media.front import Front, Worker, open_channels, start_workers, stop_workers
 from trunkline.media.ports import PortAllocator
 from trunkline.media.relay import Relay
 from trunkline.media.server import MediaService, RecordingFork
 from trunkline.telemetry import setup_service
 from trunkline.telemetry.grpc_aio import server_interceptors
-from trunkline.telemetry.health import start_health_server
+from trunkline.telemetry.health import HealthServer, start_health_server
 from trunkline.v1 import media_pb2_grpc
 
 log = logging.getLogger("trunkline.media")
@@ -33,6 +37,7 @@ class Settings:
     media_timeout: float = 60.0
     recording_address: str = ""
     health_port: int = 0  # 0: no health server
+    workers: int = 1
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -47,7 +52,10 @@ class Settings:
             media_timeout=float(_int(env, "TRUNKLINE_MEDIA_TIMEOUT", int(cls.media_timeout))),
             recording_address=env.get("TRUNKLINE_RECORDING_ADDRESS", ""),
             health_port=_int(env, "TRUNKLINE_MEDIA_HEALTH_PORT", 0),
+            workers=_int(env, "TRUNKLINE_MEDIA_WORKERS", 1),
         )
+        if not 1 <= settings.workers <= 64:
+            raise SystemExit("TRUNKLINE_MEDIA_WORKERS must be between 1 and 64")
         for name in ("rtp_address", "advertised_address"):
             try:
                 ipaddress.ip_address(getattr(settings, name))
@@ -75,6 +83,7 @@ def _int(env: os._Environ[str], name: str, default: int) -> int:
 
 
 async def serve(settings: Settings) -> None:
+    """One relay process: the control API and the packets on one loop."""
     ports = PortAllocator(settings.port_min, settings.port_max)
     relay = Relay(
         settings.advertised_address,
@@ -92,10 +101,7 @@ async def serve(settings: Settings) -> None:
     )
     server.add_insecure_port(settings.grpc_address)
     await server.start()
-    health = None
-    if settings.health_port:
-        host = settings.grpc_address.rpartition(":")[0].strip("[]")
-        health = start_health_server(host, settings.health_port, lambda: True)
+    health = _health(settings)
     log.info(
         "media service listening",
         extra={
@@ -106,11 +112,7 @@ async def serve(settings: Settings) -> None:
             "recording": settings.recording_address or None,
         },
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+    await _stop_requested()
     log.info("media service stopping", extra={"calls": len(relay.calls)})
     await server.stop(grace=2.0)
     await relay.close()
@@ -120,9 +122,70 @@ async def serve(settings: Settings) -> None:
         health.close()
 
 
+async def serve_front(settings: Settings) -> int:
+    """N relay processes behind this one (see front.py); exits when a worker dies."""
+    with tempfile.TemporaryDirectory(prefix="trunkline-media-") as sockets:
+        workers = start_workers(
+            settings.workers, settings.port_min, settings.port_max, Path(sockets)
+        )
+        try:
+            channels = await open_channels(workers, timeout=30.0)
+            server = grpc.aio.server(interceptors=server_interceptors())
+            media_pb2_grpc.add_MediaServicer_to_server(Front(channels), server)
+            server.add_insecure_port(settings.grpc_address)
+            await server.start()
+            health = _health(settings)
+            log.info(
+                "media service listening",
+                extra={"grpc": settings.grpc_address, "workers": settings.workers},
+            )
+            stop = asyncio.ensure_future(_stop_requested())
+            died = asyncio.ensure_future(_first_exit(workers))
+            await asyncio.wait((stop, died), return_when=asyncio.FIRST_COMPLETED)
+            code = 0
+            if died.done():
+                log.error("media worker exited; stopping", extra={"worker": died.result()})
+                code = 1
+            stop.cancel()
+            died.cancel()
+            await server.stop(grace=2.0)
+            for channel in channels:
+                await channel.close()
+            if health is not None:
+                health.close()
+            return code
+        finally:
+            await asyncio.to_thread(stop_workers, workers)
+
+
+async def _first_exit(workers: list[Worker]) -> int:
+    while True:
+        for worker in workers:
+            if worker.process.poll() is not None:
+                return worker.index
+        await asyncio.sleep(0.5)
+
+
+async def _stop_requested() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+
+def _health(settings: Settings) -> HealthServer | None:
+    if not settings.health_port:
+        return None
+    host = settings.grpc_address.rpartition(":")[0].strip("[]")
+    return start_health_server(host, settings.health_port, lambda: True)
+
+
 def main() -> None:
     setup_service("media")
     settings = Settings.from_env()
+    if settings.workers > 1:
+        sys.exit(uvloop.run(serve_front(settings)))
     uvloop.run(serve(settings))
 
 

@@ -224,7 +224,7 @@ class Relay:
             await self._open(call)
             result = call.offer(call.offerer, offer, index)
         except BaseException:
-            self._close(call)
+            await self._close(call)
             raise
         call.recording = record
         self.calls[call_id] = call
@@ -248,13 +248,13 @@ class Relay:
                 leg.last_rtp = now  # the media timeout counts from the answer
         return result
 
-    def delete(self, call_id: str) -> list[LegReport]:
+    async def delete(self, call_id: str) -> list[LegReport]:
         call = self._call(call_id)
         reports = self.query(call_id)
         del self.calls[call_id]
         if call.recording:
             self._end_recording(call)
-        self._close(call)
+        await self._close(call)
         return reports
 
     def query(self, call_id: str) -> list[LegReport]:
@@ -288,7 +288,7 @@ class Relay:
 
     async def close(self) -> None:
         for call_id in list(self.calls):
-            self.delete(call_id)
+            await self.delete(call_id)
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -405,15 +405,24 @@ class Relay:
         except PortsExhausted as error:
             raise MediaError(Reason.NO_PORTS, "No free media ports") from error
 
-    def _close(self, call: Call) -> None:
+    async def _close(self, call: Call) -> None:
+        """Close the call's sockets and release its ports; the ports are free on return."""
         now = self.clock()
+        closing = []
         for leg in call.legs:
             for table in (self.rtp_transports, self._rtcp_transports):
                 transport = table.pop(leg, None)
                 if transport is not None:
+                    closing.append(transport.get_extra_info("socket"))
                     transport.close()
             with contextlib.suppress(PortError):
                 self.ports.release(leg.allocation, now)
+        # A transport closes its socket in a callback of the next loop iteration; wait for
+        # it, so that a Delete reply means the ports can be bound again.
+        for _ in range(100):
+            if all(sock is None or sock.fileno() == -1 for sock in closing):
+                break
+            await asyncio.sleep(0)
 
     def _end_recording(self, call: Call) -> None:
         for leg in call.legs:

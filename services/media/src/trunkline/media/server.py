@@ -122,7 +122,7 @@ class MediaService(media_pb2_grpc.MediaServicer):
         self, request: media_pb2.DeleteRequest, context: Context
     ) -> media_pb2.DeleteReply:
         try:
-            reports = self.relay.delete(request.call_id)
+            reports = await self.relay.delete(request.call_id)
         except MediaError as error:
             await self._fail(context, error)
             raise AssertionError("unreachable") from error

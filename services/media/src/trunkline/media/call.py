@@ -78,6 +78,7 @@ class Leg:
         "latch",
         "local_cryptos",
         "policy",
+        "remote_crypto",
         "role",
         "rtcp_dest",
         "rtcp_mux",
@@ -113,6 +114,8 @@ class Leg:
         # The keys the relay offered to this leg, and the one in use.
         self.local_cryptos: list[Crypto] = []
         self.chosen_local_crypto: Crypto | None = None
+        # The key in the leg's own SDP, that srtp_in was built with.
+        self.remote_crypto: Crypto | None = None
         self.rtcp_packets = 0
         self.dropped = 0
         self.first_packet_seen = False
@@ -176,7 +179,12 @@ class Call:
     def parse_offer(data: bytes) -> tuple[Sdp, int]:
         """Parse and filter an offer; the index of the stream the relay carries."""
         try:
-            offer = sdpmod.filter_codecs(Sdp.parse(data))
+            parsed = Sdp.parse(data)
+            audio = [i for i, m in enumerate(parsed.media) if m.media == "audio"]
+            if audio and all(parsed.media[i].port == 0 for i in audio):
+                # RFC 3264 8.2: a re-offer removing the stream (new_call refuses it).
+                return _disable_other_streams(parsed, audio[0]), audio[0]
+            offer = sdpmod.filter_codecs(parsed)
         except SdpError as error:
             raise MediaError(Reason.BAD_SDP, str(error)) from error
         index = _relayed_stream(offer)
@@ -197,6 +205,7 @@ class Call:
         section = offer.media[index]
         if section.port != 0:
             _check_srtp_policy(sender, section)
+        _validate(section)
         _apply_remote(sender, offer, index)
         _apply_remote_crypto(sender, section)
         if receiver.chosen_local_crypto is not None:
@@ -218,10 +227,19 @@ class Call:
             raise MediaError(Reason.NOT_FOUND, f"Call {self.call_id} has no offer to answer")
         index = pending.index
         try:
-            answer = sdpmod.answer_for(pending.sent, Sdp.parse(data))
+            parsed = Sdp.parse(data)
+            if pending.sent.media[index].port == 0:
+                if len(parsed.media) != len(pending.sent.media) or any(
+                    m.port for m in parsed.media
+                ):
+                    raise SdpError("Answer does not match offer: removed stream accepted")
+                answer = parsed
+            else:
+                answer = sdpmod.answer_for(pending.sent, parsed)
         except SdpError as error:
             raise MediaError(Reason.BAD_SDP, str(error)) from error
         section = answer.media[index]
+        _validate(section)
         if section.port != 0:
             if section.is_srtp != answerer.srtp:
                 wanted = "RTP/SAVP" if answerer.srtp else "RTP/AVP"
@@ -231,6 +249,10 @@ class Call:
         _apply_remote(answerer, answer, index)
         _apply_remote_crypto(answerer, section)
         sender = pending.sender
+        if sender.rtcp_mux and not section.rtcp_mux:
+            # RFC 5761 5.1.1: without a=rtcp-mux in the answer the offerer does not multiplex.
+            sender.rtcp_mux = False
+            sender.refresh_dest()
         cryptos = [sender.chosen_local_crypto] if sender.chosen_local_crypto else []
         result = _for_leg(answer, index, sender, self.address, cryptos)
         self.answered = True
@@ -258,8 +280,23 @@ def _disable_other_streams(offer: Sdp, index: int) -> Sdp:
     return replace(offer, media=media)
 
 
+def _validate(section: MediaSection) -> None:
+    """Read what the apply steps read, so a refusal comes before any change (RFC 3264 8)."""
+    try:
+        _ = section.rtcp
+    except SdpError as error:
+        raise MediaError(Reason.BAD_SDP, str(error)) from error
+    if section.port != 0 and section.is_srtp:
+        try:
+            section.cryptos()
+            sdpmod.select_crypto(section)
+        except SdpError as error:
+            raise MediaError(Reason.SRTP, str(error)) from error
+
+
 def _check_srtp_policy(sender: Leg, section: MediaSection) -> None:
-    required = sender.policy.transport is Transport.SRTP and sender.role is Role.OFFERER
+    # A secure leg stays secure: its first offer and any later re-offer must carry SRTP.
+    required = sender.policy.transport is Transport.SRTP
     if required and (not section.is_srtp or not section.attributes_named("crypto")):
         raise MediaError(Reason.SRTP, "SRTP required: the offer carries no a=crypto")
 
@@ -300,7 +337,14 @@ def _apply_remote_crypto(leg: Leg, section: MediaSection) -> None:
     except SdpError as error:
         raise MediaError(Reason.SRTP, str(error)) from error
     leg.srtp = True
-    leg.srtp_in = SrtpSession.inbound(remote)
+    old = leg.remote_crypto
+    if (
+        leg.srtp_in is None
+        or old is None
+        or (old.suite, old.key_salt) != (remote.suite, remote.key_salt)
+    ):
+        leg.srtp_in = SrtpSession.inbound(remote)
+    leg.remote_crypto = remote
     local = leg.chosen_local_crypto
     if local is None or local.suite != remote.suite:
         local = next((c for c in leg.local_cryptos if c.suite == remote.suite), None)
@@ -308,7 +352,8 @@ def _apply_remote_crypto(leg: Leg, section: MediaSection) -> None:
             local = new_crypto(remote.tag, remote.suite)
     # RFC 4568 7.1.2: the answer's crypto line carries the tag of the accepted offer line.
     local = replace(local, tag=remote.tag)
-    if leg.chosen_local_crypto is None or leg.chosen_local_crypto.key_salt != local.key_salt:
+    chosen = leg.chosen_local_crypto
+    if leg.srtp_out is None or chosen is None or chosen.key_salt != local.key_salt:
         leg.srtp_out = SrtpSession.outbound(local)
     leg.chosen_local_crypto = local
 
@@ -322,8 +367,10 @@ def _choose_local_crypto(leg: Leg, section: MediaSection) -> None:
     chosen = next((c for c in leg.local_cryptos if c.tag == tag), None)
     if chosen is None or chosen.suite != answered[0].suite:
         raise MediaError(Reason.SRTP, "Answer does not match offer: unknown a=crypto tag")
+    old = leg.chosen_local_crypto
+    if leg.srtp_out is None or old is None or old.key_salt != chosen.key_salt:
+        leg.srtp_out = SrtpSession.outbound(chosen)
     leg.chosen_local_crypto = chosen
-    leg.srtp_out = SrtpSession.outbound(chosen)
 
 
 def _for_leg(

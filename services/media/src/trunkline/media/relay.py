@@ -206,6 +206,8 @@ class Relay:
         call = self.calls.get(call_id)
         if call is not None:
             return call.offer(call.leg_by_tag(from_tag), offer, index)
+        if offer.media[index].port == 0:
+            raise MediaError(Reason.BAD_SDP, "Offer has no active audio stream")
         allocations = await self._allocate_pairs()
         now = self.clock()
         call = new_call(

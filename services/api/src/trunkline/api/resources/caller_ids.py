@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from trunkline.api.context import Ctx, Platform, endpoint
 from trunkline.api.wire import JSON, rfc2822
+from trunkline.domain import claims
 from trunkline.domain.errors import DomainError, Error
 from trunkline.domain.model import Account, CallerIdValidation, OutgoingCallerId, utcnow
 from trunkline.domain.numbers import normalize
@@ -24,7 +25,7 @@ from trunkline.domain.sid import new_sid
 from trunkline.store.repository import Batch, ClaimConflict
 
 RESOURCE = "outgoing_caller_ids"
-CLAIM = "caller_id"
+CLAIM = claims.CALLER_ID
 
 
 def render(caller_id: OutgoingCallerId) -> dict[str, Any]:

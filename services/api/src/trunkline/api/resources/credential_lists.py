@@ -17,6 +17,7 @@ from starlette.routing import Route
 from trunkline.api.context import Ctx, Platform, endpoint
 from trunkline.api.resources import trunk_links
 from trunkline.api.wire import JSON, rfc2822
+from trunkline.domain import claims
 from trunkline.domain.credentials import ha1, password_problem
 from trunkline.domain.errors import invalid, not_found
 from trunkline.domain.model import (
@@ -31,7 +32,7 @@ from trunkline.store.repository import Batch, ClaimConflict
 
 LISTS = "credential_lists"
 CREDENTIALS = "credentials"
-USERNAME_CLAIM = "credential_username"
+USERNAME_CLAIM = claims.CREDENTIAL_USERNAME
 # Letters, digits and `. _ - @ +`: enough for e-mail-like and E.164-like user names, and
 # free of `:` (which would make `user:realm:password` in HA1 ambiguous), quotes and
 # backslashes (the digest username is a quoted-string) and anything a SIP URI must escape

@@ -23,6 +23,7 @@ from trunkline.api.context import Ctx, Platform, endpoint
 from trunkline.api.resources import trunks
 from trunkline.api.resources.available_numbers import NANP_COUNTRIES, area_code
 from trunkline.api.wire import JSON, Form, iso8601, rfc2822
+from trunkline.domain import claims
 from trunkline.domain.errors import DomainError, Error, invalid, not_found
 from trunkline.domain.model import (
     HttpMethod,
@@ -37,7 +38,7 @@ from trunkline.domain.sid import is_sid, new_sid
 from trunkline.store.repository import Batch, ClaimConflict
 
 RESOURCE = "phone_numbers"
-CLAIM = "phone_number"  # one owner per E.164 number, so two buyers cannot both win
+CLAIM = claims.PHONE_NUMBER  # one owner per E.164 number, so two buyers cannot both win
 API_VERSION = "2010-04-01"
 AREA_CANDIDATES = 5  # free numbers tried in turn when concurrent buyers take the first ones
 TYPE_SEGMENTS: tuple[tuple[str, NumberType], ...] = (

@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from trunkline.api.context import Ctx, Platform, endpoint
 from trunkline.api.wire import JSON, iso8601
+from trunkline.domain import claims
 from trunkline.domain.domains import labels, parent_of
 from trunkline.domain.errors import DomainError, Error, invalid
 from trunkline.domain.model import (
@@ -29,7 +30,7 @@ from trunkline.domain.sid import new_sid
 from trunkline.store.repository import Batch, ClaimConflict
 
 RESOURCE = "trunks"
-DOMAIN_CLAIM = "trunk_domain"
+DOMAIN_CLAIM = claims.TRUNK_DOMAIN
 LINKS = {
     "origination_urls": "OriginationUrls",
     "credential_lists": "CredentialLists",

@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from trunkline.events.subjects import CONFIG_RESOURCES, CONFIG_WILDCARD, config_subject
+from trunkline.events.subjects import (
+    CALL_EVENT_KINDS,
+    CALLS_WILDCARD,
+    CONFIG_RESOURCES,
+    CONFIG_WILDCARD,
+    call_subject,
+    config_subject,
+)
 
 ACCOUNT = "AC" + "0" * 32
 
@@ -31,3 +38,28 @@ def test_tokens_that_would_change_the_subject_are_refused(bad: str) -> None:
         config_subject(bad, "trunks")
     with pytest.raises(ValueError, match="resource"):
         config_subject(ACCOUNT, bad)
+
+
+def test_call_subject_is_prefix_account_call_kind() -> None:
+    call = "CA" + "1" * 32
+    assert call_subject(ACCOUNT, call, "ended") == f"trunkline.calls.{ACCOUNT}.{call}.ended"
+    assert [call_subject(ACCOUNT, call, k).rsplit(".", 1)[1] for k in CALL_EVENT_KINDS] == [
+        "started",
+        "ringing",
+        "answered",
+        "ended",
+    ]
+    assert CALLS_WILDCARD == "trunkline.calls.>"
+
+
+@pytest.mark.parametrize("bad", ["", "AC.1", "AC*", "AC>", "AC 1"])
+def test_call_subject_refuses_tokens_that_would_change_its_shape(bad: str) -> None:
+    with pytest.raises(ValueError, match="account_sid"):
+        call_subject(bad, "CA" + "1" * 32, "started")
+    with pytest.raises(ValueError, match="call_sid"):
+        call_subject(ACCOUNT, bad, "started")
+
+
+def test_call_subject_refuses_an_unknown_kind() -> None:
+    with pytest.raises(ValueError, match="kind"):
+        call_subject(ACCOUNT, "CA" + "1" * 32, "STARTED")

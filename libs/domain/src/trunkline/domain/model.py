@@ -68,6 +68,33 @@ class NumberType(enum.StrEnum):
     MOBILE = "mobile"
 
 
+class CallDirection(enum.StrEnum):
+    TRUNKING_TERMINATING = "trunking-terminating"  # from the customer's PBX to the PSTN
+    TRUNKING_ORIGINATING = "trunking-originating"  # from the PSTN to the customer's PBX
+
+
+class CallStatus(enum.StrEnum):
+    """Twilio's `call_enum_status`; the last five are final."""
+
+    QUEUED = "queued"
+    RINGING = "ringing"
+    IN_PROGRESS = "in-progress"
+    COMPLETED = "completed"
+    BUSY = "busy"
+    FAILED = "failed"
+    NO_ANSWER = "no-answer"
+    CANCELED = "canceled"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (CallStatus.QUEUED, CallStatus.RINGING, CallStatus.IN_PROGRESS)
+
+
+# The annotations (strings, under `from __future__ import annotations`) of the fields that
+# to_doc writes as ISO 8601 text and from_doc reads back as datetimes.
+_DATETIME_FIELDS = frozenset({"datetime", "datetime | None"})
+
+
 class Record:
     """What the store needs of a record; every noun below provides it."""
 
@@ -100,7 +127,7 @@ class Record:
             if f.name not in doc:
                 continue
             value = doc[f.name]
-            if f.name.startswith("date_") and isinstance(value, str):
+            if f.type in _DATETIME_FIELDS and isinstance(value, str):
                 value = datetime.fromisoformat(value)
             elif isinstance(value, list):
                 value = frozenset(value)
@@ -431,6 +458,50 @@ class CallerIdValidation(Record):
         return {"account": self.account_sid}
 
 
+@dataclass(frozen=True)
+class Call(Record):
+    """One trunked call, its CDR: Twilio's 2010-04-01 Call resource.
+
+    Signaling writes it when the call starts and again at each state change (ringing,
+    answered, ended), keeping `date_created` (its place in the lists) and the SID. Times are
+    UTC. `duration` is the answered time in whole seconds, set when an answered call ends;
+    `sip_response_code` is the final SIP status (200 for an answered call, whoever hung up).
+    """
+
+    KIND: ClassVar[str] = "call"
+    sid: str
+    account_sid: str
+    direction: str  # CallDirection
+    from_: str
+    to: str
+    status: str = CallStatus.QUEUED
+    trunk_sid: str | None = None
+    parent_call_sid: str | None = None
+    phone_number_sid: str | None = None  # the DID (origination) or caller ID (termination)
+    start_time: datetime | None = None
+    answer_time: datetime | None = None
+    end_time: datetime | None = None
+    duration: int | None = None
+    sip_response_code: int | None = None
+    error_code: int | None = None  # Twilio's code when the platform refused or ended the call
+    edge: str | None = None
+    sip_call_id: str | None = None  # of the customer-side leg
+    caller_name: str | None = None  # CNAM, origination only
+    forwarded_from: str | None = None  # the Diversion number, origination only
+    date_created: datetime = field(default_factory=utcnow)
+    date_updated: datetime = field(default_factory=utcnow)
+
+    @property
+    def key(self) -> str:
+        return self.sid
+
+    def indexes(self) -> Mapping[str, str]:
+        idx = {"account": self.account_sid}
+        if self.trunk_sid is not None:
+            idx["trunk"] = self.trunk_sid
+        return idx
+
+
 ALL_KINDS: tuple[type[Record], ...] = (
     Account,
     Trunk,
@@ -445,4 +516,5 @@ ALL_KINDS: tuple[type[Record], ...] = (
     PhoneNumber,
     OutgoingCallerId,
     CallerIdValidation,
+    Call,
 )

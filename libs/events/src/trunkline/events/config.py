@@ -19,7 +19,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Final, Self
 
-import nats
 from google.protobuf.message import DecodeError
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -29,7 +28,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter
 
-from trunkline.events.connection import flush
+from trunkline.events.connection import ConnectionEvents, close, connect, flush
 from trunkline.events.subjects import CONFIG_WILDCARD, config_subject
 from trunkline.telemetry.propagation import extract, inject
 from trunkline.v1.config_pb2 import ConfigChange
@@ -63,7 +62,7 @@ class ConfigPublisher:
     """
 
     def __init__(
-        self, nc: NATS, *, flush_timeout: int = 1, events: _ConnectionEvents | None = None
+        self, nc: NATS, *, flush_timeout: int = 1, events: ConnectionEvents | None = None
     ) -> None:
         self._nc = nc
         # Seconds to wait for the server's PONG: the write latency a slow NATS can add.
@@ -78,15 +77,7 @@ class ConfigPublisher:
         for as long as the process runs, logging the outage; notices published meanwhile
         are buffered by the client and counted as failures (their delivery is unconfirmed).
         """
-        events = _ConnectionEvents(name)
-        nc = await nats.connect(
-            [server.strip() for server in url.split(",") if server.strip()],
-            name=name,
-            max_reconnect_attempts=-1,
-            error_cb=events.error,
-            disconnected_cb=events.disconnected,
-            reconnected_cb=events.reconnected,
-        )
+        nc, events = await connect(url, name)
         return cls(nc, events=events)
 
     async def publish(
@@ -134,15 +125,8 @@ class ConfigPublisher:
 
     async def close(self) -> None:
         """Send what is buffered, then disconnect; while NATS is unreachable, just disconnect."""
-        if self._nc.is_closed:
-            return
-        if self._events is not None:
-            self._events.closing = True
-        if self._nc.is_connected:
-            await self._nc.drain()
-        else:
-            # drain() refuses while reconnecting; the buffered notices are already counted.
-            await self._nc.close()
+        # Notices buffered while NATS is unreachable are already counted as failures.
+        await close(self._nc, self._events)
 
 
 async def subscribe_config(
@@ -200,21 +184,3 @@ def _receive_failed(span: trace.Span, error: Exception, reason: str) -> None:
     span.record_exception(error)
     span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
     RECEIVE_FAILURES.labels(reason=reason).inc()
-
-
-class _ConnectionEvents:
-    """Logs what happens to a publisher's connection, except its own deliberate close."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.closing = False
-
-    async def error(self, error: Exception) -> None:
-        log.warning("NATS client error", extra={"client": self.name, "error": repr(error)})
-
-    async def disconnected(self) -> None:
-        if not self.closing:
-            log.warning("disconnected from NATS; reconnecting", extra={"client": self.name})
-
-    async def reconnected(self) -> None:
-        log.info("reconnected to NATS", extra={"client": self.name})

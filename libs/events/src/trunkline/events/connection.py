@@ -3,8 +3,60 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
+import nats
 from nats.aio.client import Client as NATS
+
+log = logging.getLogger("trunkline.events")
+
+
+class ConnectionEvents:
+    """Logs what happens to a client's connection, except its own deliberate close."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.closing = False
+
+    async def error(self, error: Exception) -> None:
+        log.warning("NATS client error", extra={"client": self.name, "error": repr(error)})
+
+    async def disconnected(self) -> None:
+        if not self.closing:
+            log.warning("disconnected from NATS; reconnecting", extra={"client": self.name})
+
+    async def reconnected(self) -> None:
+        log.info("reconnected to NATS", extra={"client": self.name})
+
+
+async def connect(url: str, name: str) -> tuple[NATS, ConnectionEvents]:
+    """Connect to `url` (comma-separated for a cluster) as `name`, reconnecting forever.
+
+    Raises when no server answers now; later outages are logged through the returned events.
+    """
+    events = ConnectionEvents(name)
+    nc = await nats.connect(
+        [server.strip() for server in url.split(",") if server.strip()],
+        name=name,
+        max_reconnect_attempts=-1,
+        error_cb=events.error,
+        disconnected_cb=events.disconnected,
+        reconnected_cb=events.reconnected,
+    )
+    return nc, events
+
+
+async def close(nc: NATS, events: ConnectionEvents | None) -> None:
+    """Send what is buffered, then disconnect; while the server is unreachable, just close."""
+    if nc.is_closed:
+        return
+    if events is not None:
+        events.closing = True
+    if nc.is_connected:
+        await nc.drain()
+    else:
+        # drain() refuses while reconnecting.
+        await nc.close()
 
 
 async def flush(nc: NATS, timeout: int = 1) -> None:

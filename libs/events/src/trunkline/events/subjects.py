@@ -3,6 +3,11 @@
 Configuration changes: `trunkline.config.<account_sid>.<resource>`, so a subscriber can take
 everything (`CONFIG_WILDCARD`), one account (`trunkline.config.AC....>`) or one resource of
 all accounts (`trunkline.config.*.trunks`).
+
+Call lifecycle events: `trunkline.calls.<account_sid>.<call_sid>.<kind>` on the JetStream
+stream `CALLS_STREAM`, kind one of `CALL_EVENT_KINDS`, so a consumer can filter one account
+(`trunkline.calls.AC....>`), one call (`trunkline.calls.*.CA....*`) or one kind of every call
+(`trunkline.calls.*.*.ended`, what billing needs).
 """
 
 from __future__ import annotations
@@ -28,6 +33,12 @@ CONFIG_RESOURCES = frozenset(
     }
 )
 
+CALLS_PREFIX = "trunkline.calls"
+CALLS_WILDCARD = f"{CALLS_PREFIX}.>"
+CALLS_STREAM = "CALLS"
+# CallEvent.Kind names in lower case, in the order a call goes through them.
+CALL_EVENT_KINDS = ("started", "ringing", "answered", "ended")
+
 # A token must not change the subject's shape: no separator, no wildcard, no whitespace
 # (NATS splits the protocol line on it), and not empty.
 _BAD_TOKEN = re.compile(r"[.*>\s]")
@@ -44,3 +55,11 @@ def config_subject(account_sid: str, resource: str) -> str:
     """`trunkline.config.<account_sid>.<resource>`; ValueError for an unusable token."""
     account = subject_token(account_sid, "account_sid")
     return f"{CONFIG_PREFIX}.{account}.{subject_token(resource, 'resource')}"
+
+
+def call_subject(account_sid: str, call_sid: str, kind: str) -> str:
+    """`trunkline.calls.<account_sid>.<call_sid>.<kind>`; ValueError for an unusable part."""
+    if kind not in CALL_EVENT_KINDS:
+        raise ValueError(f"call event kind {kind!r} is not one of {list(CALL_EVENT_KINDS)}")
+    account = subject_token(account_sid, "account_sid")
+    return f"{CALLS_PREFIX}.{account}.{subject_token(call_sid, 'call_sid')}.{kind}"

@@ -36,6 +36,7 @@ def route_modules() -> Sequence[Callable[[Platform], list[Route]]]:
         accounts,
         available_numbers,
         caller_ids,
+        calls,
         credential_lists,
         ip_access_control_lists,
         origination_urls,
@@ -52,6 +53,7 @@ def route_modules() -> Sequence[Callable[[Platform], list[Route]]]:
         available_numbers.routes,
         accounts.routes,
         caller_ids.routes,
+        calls.routes,
         admin.routes,
     ]
 

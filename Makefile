@@ -31,8 +31,9 @@ lint: install
 	$(BIN)/python scripts/build_openapi.py --check
 
 typecheck: install
-	$(BIN)/mypy libs/domain/src libs/store/src libs/telemetry/src libs/events/src \
-		services/api/src services/signaling/src services/media/src cli/src e2e/harness/src
+	$(BIN)/mypy libs/domain/src libs/store/src libs/telemetry/src libs/events/src libs/digest/src \
+		services/api/src services/signaling/src services/media/src services/auth/src cli/src \
+		e2e/harness/src
 
 proto: install
 	$(BIN)/python scripts/gen_proto.py

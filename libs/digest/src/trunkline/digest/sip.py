@@ -3,8 +3,8 @@
 The server side (`DigestServer`) builds the challenges of a 401 (`WWW-Authenticate`) or a 407
 (`Proxy-Authenticate`) and verifies the `Authorization` / `Proxy-Authorization` that comes
 back. Its nonces are stateless: each carries its own timestamp and an HMAC-SHA256 under a
-platform secret, so any signaling pod holding the secret verifies a nonce that another pod
-issued, with no shared store. The client side (`DigestClient`) answers the challenges of
+platform secret, so any auth service pod holding the secret verifies a nonce that another
+pod issued, with no shared store. The client side (`DigestClient`) answers the challenges of
 carriers that authenticate the B2BUA.
 
 Only header field VALUES go in and out: the caller picks the header name (see `AuthKind`), so

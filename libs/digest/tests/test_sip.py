@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trunkline.domain.credentials import ha1
-from trunkline.signaling.sip.digest import (
+from trunkline.digest.sip import (
     MAX_HEADER_LENGTH,
     Authenticated,
     AuthKind,
@@ -29,6 +28,7 @@ from trunkline.signaling.sip.digest import (
     parse_challenge,
     parse_credentials,
 )
+from trunkline.domain.credentials import ha1
 
 # RFC 7616 3.9.1
 RFC_USER = "Mufasa"

@@ -1,8 +1,8 @@
 """The one table of domain errors.
 
 Each error names its Twilio error code (reference/twilio_error_codes_trunking.json) and the
-HTTP status the API answers with; SIP rejections add their SIP status here when the
-signaling service arrives, so that no status code is typed twice.
+HTTP status the API answers with; an error that rejects a SIP request also names the SIP
+status of that response, so that no status code is typed twice.
 """
 
 from __future__ import annotations
@@ -16,14 +16,15 @@ class ErrorSpec:
     code: int
     http_status: int
     title: str
+    sip_status: int | None = None  # None: not an answer to a SIP request
 
 
 class Error(Enum):
     INVALID_PARAMETER = ErrorSpec(20001, 400, "Invalid parameter")
     UNAUTHORIZED = ErrorSpec(20003, 401, "Authentication Error - invalid username")
     METHOD_NOT_ALLOWED = ErrorSpec(20004, 405, "Method not allowed")
-    ACCOUNT_NOT_ACTIVE = ErrorSpec(20005, 403, "Account not active")
-    NOT_FOUND = ErrorSpec(20404, 404, "The requested resource was not found")
+    ACCOUNT_NOT_ACTIVE = ErrorSpec(20005, 403, "Account not active", 403)
+    NOT_FOUND = ErrorSpec(20404, 404, "The requested resource was not found", 404)
     FORBIDDEN = ErrorSpec(20403, 403, "Forbidden")
     MAX_TRUNKS = ErrorSpec(21244, 400, "Maximum Number of Trunks reached")
     TRUNK_VALIDATION = ErrorSpec(21245, 400, "Trunk Validation Error")
@@ -38,6 +39,15 @@ class Error(Enum):
     )
     INVALID_AREA_CODE = ErrorSpec(21451, 400, "Invalid area code")
     NO_NUMBERS_IN_AREA_CODE = ErrorSpec(21452, 400, "No phone numbers found in area code")
+    # SIP rejections of termination calls (the auth service's verdicts).
+    INVALID_CALLER_ID = ErrorSpec(21212, 400, "Invalid From Number (caller ID)", 403)
+    TRIAL_UNVERIFIED_DESTINATION = ErrorSpec(
+        32100, 403, "SIP: Trial accounts can only call verified caller IDs", 403
+    )
+    INVALID_SIP_HEADER = ErrorSpec(32112, 400, "SIP: Invalid header value", 400)
+    TRUNK_WITHOUT_AUTHENTICATION = ErrorSpec(32200, 403, "SIP: Insufficient permissions", 403)
+    SOURCE_NOT_IN_ACL = ErrorSpec(32201, 403, "SIP: Source IP address not in ACL", 403)
+    BAD_CREDENTIALS = ErrorSpec(32202, 403, "SIP: Bad user credentials", 403)
 
 
 class DomainError(Exception):

@@ -28,7 +28,13 @@ def platform(tmp_path: Path) -> Platform:
 
 
 def test_nats_starts_before_the_api(platform: Platform) -> None:
-    assert [program.name for program in build_programs(platform)] == ["nats", "api", "media"]
+    assert [program.name for program in build_programs(platform)] == [
+        "nats",
+        "api",
+        "media",
+        "auth",
+        "signaling",
+    ]
 
 
 def test_media_listens_on_the_platform_host_and_its_grpc_port(platform: Platform) -> None:

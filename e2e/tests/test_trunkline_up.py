@@ -74,6 +74,8 @@ async def test_trunkline_up_runs_nats_the_api_and_media_and_stops_cleanly_on_ctr
     assert table["nats"][0] == "RUNNING"
     assert table["api"][0] == "RUNNING"
     assert table["media"][0] == "RUNNING"
+    assert table["auth"][0] == "RUNNING"
+    assert table["signaling"][0] == "RUNNING"
 
     health = httpx.get(f"{platform.api_url}/healthz", timeout=5)
     assert health.status_code == 200
@@ -85,7 +87,8 @@ async def test_trunkline_up_runs_nats_the_api_and_media_and_stops_cleanly_on_ctr
     sid, token = account["account_sid"], account["auth_token"]
     assert account["api_url"] == platform.api_url
     assert sid in platform.output() and token in platform.output()
-    assert "SIP       not running yet (signaling service not built)" in platform.output()
+    sip = f"127.0.0.1:{trunkline.sip_port}"
+    assert f"SIP       udp:{sip}, tcp:{sip}" in platform.output()
 
     connection = await nats.connect(platform.nats_url, connect_timeout=5, max_reconnect_attempts=0)
     try:

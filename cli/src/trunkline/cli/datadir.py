@@ -89,6 +89,17 @@ class DataDir:
         write_private(self.admin_token_file, token + "\n")
         return token, True
 
+    def load_or_create_nonce_secret(self) -> str:
+        """The auth service's digest nonce secret, kept across restarts so that challenges
+        issued before a restart still verify after it."""
+        path = self.root / "nonce-secret"
+        existing = read_text(path)
+        if existing is not None and existing.strip():
+            return existing.strip()
+        secret = secrets.token_urlsafe(32)
+        write_private(path, secret + "\n")
+        return secret
+
     def read_admin_token(self) -> str | None:
         text = read_text(self.admin_token_file)
         return text.strip() if text and text.strip() else None

@@ -36,6 +36,10 @@ class Platform:
     admin_token: str
     store_url: str
     media_port: int = 7100
+    auth_port: int = 7200
+    sip_port: int = 5060
+    carriers_file: str = ""
+    nonce_secret: str = ""
     python: str = field(default=sys.executable)
 
     @property
@@ -53,6 +57,14 @@ class Platform:
     @property
     def media_address(self) -> str:
         return f"{url_host(self.host)}:{self.media_port}"
+
+    @property
+    def auth_address(self) -> str:
+        return f"{url_host(self.host)}:{self.auth_port}"
+
+    @property
+    def sip_address(self) -> str:
+        return f"{url_host(self.host)}:{self.sip_port}"
 
     @property
     def nats_monitor_url(self) -> str:
@@ -186,11 +198,53 @@ def media(platform: Platform) -> Program:
     )
 
 
+def auth(platform: Platform) -> Program:
+    return Program(
+        name="auth",
+        command=(platform.python, "-m", "trunkline.auth"),
+        environment={
+            "TRUNKLINE_AUTH_GRPC_ADDRESS": platform.auth_address,
+            "TRUNKLINE_AUTH_NONCE_SECRET": platform.nonce_secret,
+            "TRUNKLINE_STORE": platform.store_url,
+            "TRUNKLINE_NATS_URL": platform.nats_url,
+            "TRUNKLINE_ZONE": platform.zone,
+            "PYTHONUNBUFFERED": "1",
+        },
+        listens=((platform.host, platform.auth_port),),
+        probes=(TcpProbe(platform.host, platform.auth_port),),
+    )
+
+
+def signaling(platform: Platform) -> Program:
+    environment = {
+        "TRUNKLINE_SIP_HOST": platform.host,
+        "TRUNKLINE_SIP_PORT": str(platform.sip_port),
+        "TRUNKLINE_STORE": platform.store_url,
+        "TRUNKLINE_NATS_URL": platform.nats_url,
+        "TRUNKLINE_ZONE": platform.zone,
+        "TRUNKLINE_EDGE": "local",
+        "TRUNKLINE_AUTH_ADDRESS": platform.auth_address,
+        "TRUNKLINE_MEDIA_ADDRESS": platform.media_address,
+        "PYTHONUNBUFFERED": "1",
+    }
+    if platform.carriers_file:
+        environment["TRUNKLINE_CARRIERS_FILE"] = platform.carriers_file
+    return Program(
+        name="signaling",
+        command=(platform.python, "-m", "trunkline.signaling"),
+        environment=environment,
+        listens=((platform.host, platform.sip_port),),
+        probes=(TcpProbe(platform.host, platform.sip_port),),
+    )
+
+
 # The embedded platform, in start order. Add a service here and nowhere else.
 PROGRAMS: Final[tuple[Callable[[Platform], Program], ...]] = (
     nats,
     api,
     media,
+    auth,
+    signaling,
 )
 
 

@@ -122,10 +122,10 @@ class Launcher:
     api_port: int
     nats_port: int
     nats_monitor_port: int
-    extra_args: tuple[str, ...] = ()
-    media_port: int = field(
-        default_factory=lambda: free_ports(1)[0]
-    )  # more `trunkline up` options, e.g. ("--store", url)
+    extra_args: tuple[str, ...] = ()  # more `trunkline up` options, e.g. ("--store", url)
+    media_port: int = field(default_factory=lambda: free_ports(1)[0])
+    auth_port: int = field(default_factory=lambda: free_ports(1)[0])
+    sip_port: int = field(default_factory=lambda: free_ports(1)[0])
     launched: list[RunningPlatform] = field(default_factory=list)
 
     def start(self) -> RunningPlatform:
@@ -140,6 +140,8 @@ class Launcher:
                     "--nats-port", str(self.nats_port),
                     "--nats-monitor-port", str(self.nats_monitor_port),
                     "--media-port", str(self.media_port),
+                    "--auth-port", str(self.auth_port),
+                    "--sip-port", str(self.sip_port),
                     "--timeout", "60",
                     *self.extra_args,
                 ),

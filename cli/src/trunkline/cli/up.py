@@ -193,6 +193,29 @@ def ensure_bootstrap(data: DataDir, platform: Platform) -> tuple[dict[str, Any],
     help="Port of the media service's gRPC control API (RTP uses UDP 10000-60000).",
 )
 @click.option(
+    "--auth-port",
+    type=click.IntRange(1, 65535),
+    default=7200,
+    show_default=True,
+    help="Port of the auth service's gRPC API.",
+)
+@click.option(
+    "--sip-port",
+    type=click.IntRange(1, 65535),
+    default=5060,
+    show_default=True,
+    help="SIP port (UDP and TCP) of the signaling service.",
+)
+@click.option(
+    "--carriers",
+    "carriers_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="TRUNKLINE_CARRIERS_FILE",
+    default=None,
+    help="TOML file of the carrier gateways termination calls go to "
+    "(see README).  [env TRUNKLINE_CARRIERS_FILE]",
+)
+@click.option(
     "--nats-port",
     type=click.IntRange(1, 65535),
     default=4222,
@@ -230,6 +253,9 @@ def up(
     host: str,
     api_port: int,
     media_port: int,
+    auth_port: int,
+    sip_port: int,
+    carriers_file: Path | None,
     nats_port: int,
     nats_monitor_port: int | None,
     zone: str,
@@ -271,6 +297,10 @@ def up(
         admin_token=admin_token,
         store_url=store or f"sqlite:///{data.database}",
         media_port=media_port,
+        auth_port=auth_port,
+        sip_port=sip_port,
+        carriers_file=str(carriers_file.resolve()) if carriers_file else "",
+        nonce_secret=data.load_or_create_nonce_secret(),
     )
     try:
         programs = build_programs(platform)
@@ -338,6 +368,7 @@ def _run(
             "nats_url": platform.nats_url,
             "nats_monitor_url": platform.nats_monitor_url,
             "media_address": platform.media_address,
+            "sip_address": platform.sip_address,
             "pid": os.getpid(),
             "supervisord_pid": proc.pid,
         }
@@ -353,6 +384,7 @@ def _run(
         account_sid=bootstrap.get("account_sid"),
         auth_token=bootstrap.get("auth_token") if created else None,
         media_address=platform.media_address,
+        sip_addresses=(f"udp:{platform.sip_address}", f"tcp:{platform.sip_address}"),
     )
     click.echo(render_banner(facts), nl=False)
     sys.stdout.flush()

@@ -969,6 +969,16 @@ class TransactionLayer:
             )
         return out
 
+    def forget(self, key: TransactionKey) -> None:
+        """Drop a server transaction without answering it, e.g. for a source the TU has
+        decided to ignore (a locked-out address: any answer would help an attacker). A
+        retransmission of the request then starts a new transaction, which the TU drops
+        again. Unknown keys are ignored."""
+        txn = self._server.get(key) if key.role is Role.SERVER else None
+        if txn is not None:
+            txn.terminate()
+            self._reap(txn)
+
     def transport_error(
         self, key: TransactionKey, now: float, reason: str = "transport error"
     ) -> list[Output]:

@@ -50,6 +50,10 @@ class Endpoint:
         self.limits = limits or TransportLimits()
         self.stats = EndpointStats()
         self.on_event: Callable[[Event], None] = on_event or (lambda event: None)
+        # A filter before the transaction layer: a message it refuses is dropped unanswered
+        # and starts no transaction (an unknown domain, a locked-out source).
+        self.admit: Callable[[Request | Response, Peer], bool] | None = None
+        self.refused = 0
         self.udp: UdpTransport | None = None
         self.streams: dict[str, StreamTransport] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -147,7 +151,14 @@ class Endpoint:
     # -- MessageSink
 
     def message_received(self, message: Request | Response, source: Peer) -> None:
+        admit = self.admit
+        if admit is not None and not admit(message, source):
+            self.refused += 1
+            return
         self._run(self.layer.receive(message, source, self.loop.time()))
+
+    def forget(self, key: TransactionKey) -> None:
+        self.layer.forget(key)
 
     def connection_lost(self, peer: Peer) -> None:
         # 17.1.4 / 17.2.4: only transactions that still need the connection fail; a

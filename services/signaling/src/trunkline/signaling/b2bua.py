@@ -1,0 +1,809 @@
+"""The back-to-back user agent: one call is two dialogs, the customer's leg and the far leg.
+
+Leg A is the dialog with the side that sent the INVITE (the PBX on termination); leg B is
+the dialog this B2BUA opens toward the destination (a carrier gateway). Nothing passes
+from one leg to the other unchanged: each leg has its own Call-ID, tags, CSeq space and
+Contact, and every SDP goes through the media service (the relay anchors the audio), so
+the customer never sees the carrier's addresses and back.
+
+Each call is an actor: the SIP events of both legs and the timers go into its queue and
+one task handles them in order, so a BYE that arrives while the media service is still
+answering an offer waits its turn instead of racing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from trunkline.signaling.sip.dialog import Dialog, DialogError, DialogLayer
+from trunkline.signaling.sip.message import (
+    Headers,
+    Request,
+    Response,
+    make_response,
+    new_tag,
+)
+from trunkline.signaling.sip.transaction import (
+    Peer,
+    RequestReceived,
+    ResponseReceived,
+    TransactionError,
+    TransactionKey,
+    TransactionTimeout,
+    TransportError,
+)
+from trunkline.signaling.sip.transport import Endpoint
+from trunkline.signaling.sip.uri import parse_uri
+
+__all__ = [
+    "Call",
+    "CallHooks",
+    "CallState",
+    "Destination",
+    "Media",
+    "MediaRefused",
+    "Reject",
+]
+
+log = logging.getLogger("trunkline.signaling.b2bua")
+
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, REFER, NOTIFY"
+ERROR_HEADER = "X-Trunkline-Error-Code"
+# Headers a B2BUA never copies from one leg to the other: they describe the leg itself.
+_LEG_HEADERS = frozenset(
+    {
+        "via",
+        "route",
+        "record-route",
+        "contact",
+        "from",
+        "to",
+        "call-id",
+        "cseq",
+        "max-forwards",
+        "content-length",
+        "content-type",
+        "authorization",
+        "proxy-authorization",
+        "www-authenticate",
+        "proxy-authenticate",
+        "supported",
+        "require",
+        "session-expires",
+        "min-se",
+        "allow",
+        "x-trunkline-error-code",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A refusal with a SIP status, a reason phrase that says what is wrong and the Twilio
+    error code for X-Trunkline-Error-Code (0: none)."""
+
+    status: int
+    reason: str
+    code: int = 0
+
+
+class MediaRefused(Exception):
+    def __init__(self, reject: Reject) -> None:
+        super().__init__(reject.reason)
+        self.reject = reject
+
+
+class Media(Protocol):
+    """What a call needs of the media service (see clients.MediaClient)."""
+
+    async def offer(self, call_id: str, from_tag: str, sdp: bytes, **policy: Any) -> bytes: ...
+
+    async def answer(self, call_id: str, from_tag: str, to_tag: str, sdp: bytes) -> bytes: ...
+
+    async def delete(self, call_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Destination:
+    """One attempt of leg B: where to send the INVITE and what it says."""
+
+    peer: Peer
+    request_uri: str
+    name: str = ""
+    # Fail over to the next destination on no response within this many seconds.
+    no_response_timeout: float = 4.0
+
+
+class CallHooks(Protocol):
+    """Lifecycle callbacks: events and CDRs (the service publishes them)."""
+
+    def started(self, call: Call) -> None: ...
+
+    def ringing(self, call: Call) -> None: ...
+
+    def answered(self, call: Call) -> None: ...
+
+    def ended(self, call: Call) -> None: ...
+
+
+class CallState(enum.Enum):
+    ROUTING = "routing"  # leg B attempts in progress, nothing final yet
+    EARLY = "early"  # leg B sent a provisional with a To tag
+    ANSWERED = "answered"
+    ENDED = "ended"
+
+
+_END_STATUS = {
+    486: "busy",
+    600: "busy",
+    408: "no-answer",
+    480: "no-answer",
+    487: "canceled",
+}
+
+
+@dataclass
+class Call:
+    """One B2BUA call. Built by the service once the INVITE is admitted and routed."""
+
+    sid: str
+    endpoint: Endpoint
+    dialogs: DialogLayer
+    media: Media
+    hooks: CallHooks
+    a_request: Request
+    a_key: TransactionKey
+    a_source: Peer
+    destinations: list[Destination]
+    b_from: str  # From URI of leg B (the caller ID at the platform)
+    b_headers: list[tuple[str, str]] = field(default_factory=list)  # extra headers for B
+    media_policy: dict[str, Any] = field(default_factory=dict)
+    max_duration: float = 86400.0
+    on_done: Callable[[Call], None] = lambda call: None
+    # Called with each Call-ID leg B uses, so the service routes its messages here.
+    on_call_id: Callable[[str, Call], None] = lambda call_id, call: None
+    # -- what the events and the CDR say about the call
+    account_sid: str = ""
+    trunk_sid: str = ""
+    edge: str = ""
+    direction: str = "trunking-terminating"
+    from_number: str = ""
+    to_number: str = ""
+    # -- state
+    state: CallState = CallState.ROUTING
+    a_tag: str = field(default_factory=new_tag)
+    a_dialog: Dialog | None = None
+    b_request: Request | None = None
+    b_key: TransactionKey | None = None
+    b_peer: Peer | None = None
+    b_dialog: Dialog | None = None
+    b_destination: Destination | None = None
+    b_got_response: bool = False
+    last_failure: Response | None = None
+    created: float = field(default_factory=time.time)
+    answered_at: float | None = None
+    ended_at: float | None = None
+    final_status: int = 0
+    end_reason: str = ""
+    ended_by: str = ""
+    error_code: int = 0
+    status: str = "queued"
+    reinvite: _ReInvite | None = None
+    _sdp_for_b: bytes = b""
+    _b_ack: Request | None = None
+    # Every INVITE leg B sent, by transaction key: a late 2xx from an abandoned attempt is
+    # acknowledged and hung up with the dialog it creates.
+    _attempts: dict[TransactionKey, tuple[Request, Peer]] = field(default_factory=dict)
+    _queue: asyncio.Queue[Callable[[], Awaitable[None]]] = field(default_factory=asyncio.Queue)
+    _task: asyncio.Task[None] | None = None
+    _timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
+    _offered: bool = False
+    _cancelled: bool = False
+
+    # --- the actor ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"call-{self.sid}")
+        self.submit(self._begin)
+
+    def submit(self, job: Callable[[], Awaitable[None]]) -> None:
+        if self.state is not CallState.ENDED or job == self._cleanup:
+            self._queue.put_nowait(job)
+
+    async def _run(self) -> None:
+        while True:
+            job = await self._queue.get()
+            try:
+                await job()
+            except Exception:
+                log.exception("call handler failed", extra={"call_sid": self.sid})
+                await self._fail_everything()
+            if self.state is CallState.ENDED and self._queue.empty():
+                break
+        self._cancel_timers()
+        self.on_done(self)
+
+    # --- events from the service ----------------------------------------------------------
+
+    @property
+    def a_call_id(self) -> str:
+        return self.a_request.call_id
+
+    @property
+    def a_from_tag(self) -> str:
+        return self.a_request.from_.tag or ""
+
+    def on_event(
+        self, event: RequestReceived | ResponseReceived | TransactionTimeout | TransportError
+    ) -> None:
+        if isinstance(event, ResponseReceived):
+            self.submit(lambda: self._response(event.response, event.key))
+        elif isinstance(event, RequestReceived):
+            self.submit(lambda: self._request(event))
+        else:
+            self.submit(lambda: self._transaction_failed(event))
+
+    # --- leg A ----------------------------------------------------------------------------
+
+    def respond_a(
+        self,
+        status: int,
+        reason: str | None = None,
+        *,
+        body: bytes = b"",
+        code: int = 0,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        response = make_response(
+            self.a_request, status, reason, to_tag=self.a_tag if status > 100 else None
+        )
+        if 100 < status < 300:
+            response.headers.add("Contact", self._contact(self.a_source.transport))
+            response.headers.add("Allow", ALLOW)
+        if code:
+            response.headers.add(ERROR_HEADER, str(code))
+        for name, value in headers:
+            response.headers.add(name, value)
+        if body:
+            response.headers.add("Content-Type", "application/sdp")
+            response.body = body
+        try:
+            self.endpoint.respond(self.a_key, response)
+        except TransactionError:
+            return  # leg A's transaction already ended (CANCEL, transport failure)
+        if status > 100:
+            secure = self.a_source.transport.upper() == "TLS"
+            try:
+                dialog = self.dialogs.on_response_sent(
+                    self.a_request, response, secure_transport=secure
+                )
+            except DialogError:
+                dialog = None
+            if dialog is not None:
+                self.a_dialog = dialog
+
+    # --- leg B ----------------------------------------------------------------------------
+
+    async def _begin(self) -> None:
+        self.hooks.started(self)
+        try:
+            offer = await self.media.offer(
+                self.sid, self.a_from_tag, self.a_request.body, **self.media_policy
+            )
+        except MediaRefused as refused:
+            self._end_with(refused.reject, by="platform")
+            return
+        self._offered = True
+        self._sdp_for_b = offer
+        await self._next_destination()
+
+    async def _next_destination(self) -> None:
+        self._cancel_timer("no-response")
+        if self._cancelled:
+            return
+        if not self.destinations:
+            failure = self.last_failure
+            if failure is not None:
+                self._end_with(Reject(failure.status, failure.reason), by="callee")
+            else:
+                self._end_with(
+                    Reject(503, "Service Unavailable: no carrier gateway answered", 0),
+                    by="platform",
+                )
+            return
+        destination = self.destinations.pop(0)
+        self.b_destination = destination
+        self.b_got_response = False
+        transport = destination.peer.transport.upper()
+        headers = Headers()
+        headers.add("Via", self.endpoint.via(transport))
+        max_forwards = self.a_request.max_forwards
+        headers.add("Max-Forwards", str((max_forwards if max_forwards is not None else 70) - 1))
+        headers.add("From", f"<{self.b_from}>;tag={new_tag()}")
+        headers.add("To", f"<{_strip_params(destination.request_uri)}>")
+        headers.add("Call-ID", f"{new_tag()}{new_tag()}")
+        headers.add("CSeq", "1 INVITE")
+        headers.add("Contact", self._contact(transport))
+        headers.add("Allow", ALLOW)
+        for name, value in self.b_headers:
+            headers.add(name, value)
+        headers.add("Content-Type", "application/sdp")
+        request = Request("INVITE", destination.request_uri, headers, self._sdp_for_b)
+        self.b_request = request
+        self.b_peer = destination.peer
+        self.b_dialog = None
+        self.on_call_id(request.call_id, self)
+        try:
+            self.b_key = self.endpoint.send_request(request, destination.peer)
+            self._attempts[self.b_key] = (request, destination.peer)
+        except Exception as error:  # an unroutable transport, a refused connection
+            log.warning(
+                "carrier unreachable",
+                extra={"call_sid": self.sid, "gateway": destination.name, "error": str(error)},
+            )
+            await self._next_destination()
+            return
+        self._timer("no-response", destination.no_response_timeout, self._no_response)
+
+    async def _no_response(self) -> None:
+        if self.state is not CallState.ROUTING or self.b_got_response:
+            return
+        log.info("carrier gateway silent; trying the next", extra={"call_sid": self.sid})
+        self.b_key = None  # its transaction times out on its own; its responses are ignored
+        await self._next_destination()
+
+    async def _response(self, response: Response, key: TransactionKey | None) -> None:
+        method = response.cseq.method
+        if (
+            method == "INVITE"
+            and self.b_request is not None
+            and response.call_id == self.b_request.call_id
+        ):
+            if self.reinvite is not None and self.reinvite.to_b and key == self.reinvite.client_key:
+                await self._reinvite_response(response)
+                return
+            await self._b_invite_response(response, key)
+        elif method == "INVITE" and self.reinvite is not None and key == self.reinvite.client_key:
+            await self._reinvite_response(response)
+        # Responses to BYE, NOTIFY, the CANCEL: nothing more to do.
+
+    async def _b_invite_response(self, response: Response, key: TransactionKey | None) -> None:
+        status = response.status
+        if key is not None and key != self.b_key:
+            if 200 <= status < 300:
+                # A late 2xx from an attempt given up on: acknowledge it and hang up.
+                self._ack_and_bye_stray(key, response)
+            return
+        if key is None and 200 <= status < 300:
+            # A 2xx retransmission (18.1.2: after the transaction ended): ACK it again.
+            if self.b_dialog is not None and self._b_ack is not None and self.b_peer is not None:
+                self.endpoint.send_stateless(
+                    self._b_ack, self._dialog_peer(self.b_dialog, self.b_peer)
+                )
+            return
+        self.b_got_response = True
+        if status == 100:
+            return
+        assert self.b_request is not None
+        dialog = self.dialogs.on_response(
+            self.b_request,
+            response,
+            secure_transport=self.b_peer is not None and self.b_peer.transport == "TLS",
+        )
+        if status < 200:
+            self._cancel_timer("no-response")
+            if self.state is CallState.ROUTING:
+                self.state = CallState.EARLY
+                self.status = "ringing"
+                self.hooks.ringing(self)
+            early = b""
+            if response.body and status == 183:
+                answered = await self._answer_from_b(response)
+                if answered is None:
+                    return
+                early = answered
+            if self._cancelled:
+                return
+            self.respond_a(status, response.reason, body=early)
+            return
+        if status < 300:
+            self._cancel_timer("no-response")
+            if dialog is not None:
+                self.b_dialog = dialog
+            self._ack_b()
+            if self._cancelled or self.state is CallState.ENDED:
+                self._bye_b()
+                return
+            final = await self._answer_from_b(response) if response.body else None
+            if final is None:
+                if not self.ended:
+                    self._bye_b()
+                    self._end_with(
+                        Reject(
+                            488,
+                            "Not Acceptable Here: the far end's answer has no usable SDP",
+                            32102,
+                        ),
+                        by="platform",
+                    )
+                return
+            self.respond_a(200, "OK", body=final)
+            self.state = CallState.ANSWERED
+            self.status = "in-progress"
+            self.answered_at = time.time()
+            self.hooks.answered(self)
+            self._timer("max-duration", self.max_duration, self._max_duration)
+            return
+        # A final failure of this attempt.
+        self._cancel_timer("no-response")
+        self.last_failure = response
+        if self._cancelled:
+            return
+        if _fails_over(status) and self.destinations:
+            await self._next_destination()
+            return
+        self._end_with(Reject(status, response.reason), by="callee")
+
+    async def _answer_from_b(self, response: Response) -> bytes | None:
+        try:
+            return await self.media.answer(
+                self.sid, self.a_from_tag, response.to.tag or "", response.body
+            )
+        except MediaRefused as refused:
+            log.warning(
+                "far end's SDP refused",
+                extra={"call_sid": self.sid, "reason": refused.reject.reason},
+            )
+            return None
+
+    def _ack_b(self) -> None:
+        if self.b_dialog is None or self.b_request is None or self.b_peer is None:
+            return
+        transport = self.b_peer.transport
+        self._b_ack = self.b_dialog.create_ack(self.b_request, via=self.endpoint.via(transport))
+        self.endpoint.send_stateless(self._b_ack, self._dialog_peer(self.b_dialog, self.b_peer))
+
+    def _ack_and_bye_stray(self, key: TransactionKey, response: Response) -> None:
+        attempt = self._attempts.get(key)
+        if attempt is None:
+            return
+        request, peer = attempt
+        try:
+            dialog = Dialog.from_uac(request, response)
+        except DialogError:
+            return
+        log.info("2xx from an abandoned attempt; hanging it up", extra={"call_sid": self.sid})
+        via = self.endpoint.via(peer.transport)
+        target = self._dialog_peer(dialog, peer)
+        self.endpoint.send_stateless(dialog.create_ack(request, via=via), target)
+        self._send_request(
+            dialog.create_request("BYE", via=self.endpoint.via(peer.transport)), target
+        )
+
+    def _bye_b(self) -> None:
+        if self.b_dialog is None or self.b_peer is None or self.b_dialog.terminated:
+            return
+        bye = self.b_dialog.create_request("BYE", via=self.endpoint.via(self.b_peer.transport))
+        self._send_request(bye, self._dialog_peer(self.b_dialog, self.b_peer))
+
+    def _bye_a(self) -> None:
+        if self.a_dialog is None or self.a_dialog.terminated:
+            return
+        bye = self.a_dialog.create_request("BYE", via=self.endpoint.via(self.a_source.transport))
+        self._send_request(bye, self.a_source)
+
+    def _send_request(self, request: Request, peer: Peer) -> TransactionKey | None:
+        try:
+            return self.endpoint.send_request(request, peer)
+        except Exception as error:
+            log.warning(
+                "request not sent",
+                extra={"call_sid": self.sid, "method": request.method, "error": str(error)},
+            )
+            return None
+
+    # --- requests inside the call ---------------------------------------------------------
+
+    async def _request(self, event: RequestReceived) -> None:
+        request = event.request
+        method = request.method
+        from_a = request.call_id == self.a_call_id
+        if method == "CANCEL":
+            await self._cancel(event)
+            return
+        if method == "ACK":
+            self.dialogs.on_request(request)
+            return
+        _dialog, refusal = self.dialogs.on_request(request)
+        if event.key is None:
+            return
+        if refusal is not None:
+            self.endpoint.respond(event.key, refusal)
+            return
+        if method == "BYE":
+            self.endpoint.respond(event.key, make_response(request, 200))
+            if from_a:
+                self._bye_b()
+                self._end(200, "caller hung up", by="caller")
+            else:
+                self._bye_a()
+                self._end(200, "callee hung up", by="callee")
+        elif method == "INVITE":
+            await self._reinvite(event, from_a)
+        elif method in ("OPTIONS", "UPDATE", "INFO", "NOTIFY"):
+            # In-dialog keep-alives and mid-call signals are answered here, not relayed.
+            response = make_response(request, 200)
+            response.headers.add("Allow", ALLOW)
+            self.endpoint.respond(event.key, response)
+        else:
+            response = make_response(request, 405)
+            response.headers.add("Allow", ALLOW)
+            self.endpoint.respond(event.key, response)
+
+    async def _cancel(self, event: RequestReceived) -> None:
+        if event.key is None:
+            return
+        self.endpoint.answer_cancel(event.key)  # 200 to the CANCEL, 487 to the INVITE
+        if self.state in (CallState.ROUTING, CallState.EARLY):
+            self._cancelled = True
+            if self.b_key is not None:
+                with contextlib.suppress(TransactionError):
+                    self.endpoint.cancel(self.b_key)
+            self.final_status = 487
+            self._end(487, "caller cancelled", by="caller", status="canceled")
+
+    # --- re-INVITE (hold, resume, new media) ---------------------------------------------------
+
+    async def _reinvite(self, event: RequestReceived, from_a: bool) -> None:
+        request = event.request
+        assert event.key is not None
+        if self.state is not CallState.ANSWERED or self.reinvite is not None:
+            # RFC 3261 14.2: 491 while an INVITE is in progress.
+            self.endpoint.respond(event.key, make_response(request, 491))
+            return
+        sender_tag = request.from_.tag or ""
+        target = self.b_dialog if from_a else self.a_dialog
+        peer = (
+            self._dialog_peer(self.b_dialog, self.b_peer)
+            if from_a and self.b_dialog and self.b_peer
+            else self.a_source
+        )
+        if target is None:
+            self.endpoint.respond(event.key, make_response(request, 481))
+            return
+        body = b""
+        if request.body:
+            media_tag = self.a_from_tag if from_a else self._b_media_tag()
+            try:
+                body = await self.media.offer(self.sid, media_tag, request.body)
+            except MediaRefused as refused:
+                response = make_response(request, 488, refused.reject.reason)
+                self.endpoint.respond(event.key, response)
+                return
+        transport = peer.transport
+        extra = [("Content-Type", "application/sdp")] if body else []
+        try:
+            out = target.create_request(
+                "INVITE", via=self.endpoint.via(transport), body=body, headers=extra
+            )
+        except DialogError:
+            self.endpoint.respond(event.key, make_response(request, 491))
+            return
+        client_key = self._send_request(out, peer)
+        self.reinvite = _ReInvite(
+            request, event.key, out, client_key, to_b=from_a, sender_tag=sender_tag, peer=peer
+        )
+
+    def _b_media_tag(self) -> str:
+        return self.b_dialog.remote_tag if self.b_dialog is not None else ""
+
+    async def _reinvite_response(self, response: Response) -> None:
+        pending = self.reinvite
+        assert pending is not None
+        status = response.status
+        target = self.b_dialog if pending.to_b else self.a_dialog
+        if target is not None:
+            target.receive_response(response)
+        if status < 200:
+            return
+        self.reinvite = None
+        if status < 300 and target is not None:
+            ack = target.create_ack(pending.sent, via=self.endpoint.via(pending.peer.transport))
+            self.endpoint.send_stateless(ack, pending.peer)
+        reply = make_response(pending.received, status, response.reason)
+        if status < 300:
+            reply.headers.add("Contact", self._contact(self._leg_transport(not pending.to_b)))
+            if response.body:
+                if pending.to_b:
+                    answer = await self.media.answer(
+                        self.sid, self.a_from_tag, self._b_media_tag(), response.body
+                    )
+                else:
+                    answer = await self.media.answer(
+                        self.sid, self._b_media_tag(), self.a_from_tag, response.body
+                    )
+                reply.headers.add("Content-Type", "application/sdp")
+                reply.body = answer
+        try:
+            self.endpoint.respond(pending.server_key, reply)
+        except TransactionError:
+            return
+        origin = self.a_dialog if pending.to_b else self.b_dialog
+        if origin is not None:
+            with contextlib.suppress(DialogError):
+                origin.response_sent(reply)
+
+    def _leg_transport(self, leg_a: bool) -> str:
+        if leg_a:
+            return self.a_source.transport
+        return self.b_peer.transport if self.b_peer is not None else "UDP"
+
+    # --- failures and timers -----------------------------------------------------------
+
+    async def _transaction_failed(self, event: TransactionTimeout | TransportError) -> None:
+        key = event.key
+        if (
+            key == self.b_key
+            and key.method == "INVITE"
+            and self.state in (CallState.ROUTING, CallState.EARLY)
+        ):
+            if event.response is not None:
+                await self._b_invite_response(event.response, key)
+            return
+        if (
+            self.reinvite is not None
+            and key == self.reinvite.client_key
+            and event.response is not None
+        ):
+            await self._reinvite_response(event.response)
+            return
+        if (
+            key == self.a_key
+            and isinstance(event, TransactionTimeout)
+            and self.state is CallState.ANSWERED
+        ):
+            # Timer L: leg A never acknowledged our 200 (RFC 3261 13.3.1.4): end the call.
+            self._bye_a()
+            self._bye_b()
+            self._end(408, "no ACK from the caller", by="platform")
+
+    async def _max_duration(self) -> None:
+        if self.state is CallState.ANSWERED:
+            self._bye_a()
+            self._bye_b()
+            self._end(200, "maximum call duration reached", by="platform")
+
+    def media_timeout(self) -> None:
+        async def job() -> None:
+            if self.state is CallState.ANSWERED:
+                self._bye_a()
+                self._bye_b()
+                self._end(200, "media timeout: no RTP", by="platform")
+
+        self.submit(job)
+
+    def _timer(self, name: str, delay: float, job: Callable[[], Awaitable[None]]) -> None:
+        self._cancel_timer(name)
+        loop = asyncio.get_running_loop()
+        self._timers[name] = loop.call_later(delay, self.submit, job)
+
+    def _cancel_timer(self, name: str) -> None:
+        handle = self._timers.pop(name, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _cancel_timers(self) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+
+    # --- ending ---------------------------------------------------------------------------
+
+    def _end_with(self, reject: Reject, *, by: str) -> None:
+        """End a call that was never answered, answering leg A with the refusal."""
+        if self.state is CallState.ANSWERED:
+            return
+        self.respond_a(reject.status, reject.reason, code=reject.code)
+        self.error_code = reject.code
+        status = _END_STATUS.get(reject.status, "failed" if reject.status >= 400 else "completed")
+        self._end(reject.status, reject.reason, by=by, status=status)
+
+    def _end(self, sip_status: int, reason: str, *, by: str, status: str | None = None) -> None:
+        if self.state is CallState.ENDED:
+            return
+        self.state = CallState.ENDED
+        self.final_status = sip_status
+        self.end_reason = reason
+        self.ended_by = by
+        self.ended_at = time.time()
+        if status is not None:
+            self.status = status
+        elif self.answered_at is not None:
+            self.status = "completed"
+        self._cancel_timers()
+        self.submit(self._cleanup)
+
+    async def _cleanup(self) -> None:
+        if self._offered:
+            try:
+                await self.media.delete(self.sid)
+            except Exception:  # the relay frees the ports on its own media timeout
+                log.warning("media delete failed", extra={"call_sid": self.sid})
+        self.hooks.ended(self)
+
+    async def _fail_everything(self) -> None:
+        if self.state is CallState.ENDED:
+            return
+        if self.state is CallState.ANSWERED:
+            self._bye_a()
+            self._bye_b()
+            self._end(500, "internal error", by="platform")
+        else:
+            if self.b_key is not None:
+                with contextlib.suppress(TransactionError):
+                    self.endpoint.cancel(self.b_key)
+            self._end_with(Reject(500, "Server Internal Error"), by="platform")
+
+    @property
+    def ended(self) -> bool:
+        return self.state is CallState.ENDED
+
+    @property
+    def duration(self) -> int:
+        if self.answered_at is None:
+            return 0
+        end = self.ended_at or time.time()
+        return max(0, round(end - self.answered_at))
+
+    # --- addresses ------------------------------------------------------------------------
+
+    def _contact(self, transport: str) -> str:
+        host, port = self.endpoint.local_address(transport)
+        host = f"[{host}]" if ":" in host else host
+        suffix = "" if transport.upper() == "UDP" else f";transport={transport.lower()}"
+        return f"<sip:{self.sid}@{host}:{port}{suffix}>"
+
+    @staticmethod
+    def _dialog_peer(dialog: Dialog, fallback: Peer) -> Peer:
+        """Where in-dialog requests of leg B go: the first route or the remote target."""
+        target = dialog.route_set[0] if dialog.route_set else dialog.remote_target
+        try:
+            uri = parse_uri(target)
+        except ValueError:
+            return fallback
+        transport = str(uri.params.get("transport") or fallback.transport).upper()
+        port = uri.port or (5061 if transport == "TLS" else 5060)
+        return Peer(transport, uri.host, port)
+
+
+@dataclass
+class _ReInvite:
+    received: Request
+    server_key: TransactionKey
+    sent: Request
+    client_key: TransactionKey | None
+    to_b: bool
+    sender_tag: str
+    peer: Peer
+
+
+def _fails_over(status: int) -> bool:
+    # Termination: the next gateway on 408 or any 5xx; every other final answer is relayed.
+    return status == 408 or 500 <= status < 600
+
+
+def _strip_params(uri: str) -> str:
+    return uri.split(";", 1)[0]
+
+
+def copyable_headers(request: Request, names: Sequence[str]) -> list[tuple[str, str]]:
+    """Headers of leg A's INVITE that leg B carries (only those named, never leg headers)."""
+    wanted = {n.lower() for n in names} - _LEG_HEADERS
+    return [(name, value) for name, value in request.headers if name.lower() in wanted]

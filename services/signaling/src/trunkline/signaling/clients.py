@@ -1,0 +1,103 @@
+"""gRPC clients of the services a call needs: media (the relay) and auth."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+
+from trunkline.signaling.b2bua import MediaRefused, Reject
+from trunkline.telemetry.grpc_aio import client_interceptors
+from trunkline.v1 import auth_pb2, auth_pb2_grpc, media_pb2, media_pb2_grpc
+
+__all__ = ["AuthClient", "MediaClient"]
+
+log = logging.getLogger("trunkline.signaling.clients")
+
+# Media refusals as SIP answers: an SDP without PCMU/PCMA is 488; a secure trunk's call
+# without SRTP is 488 with 32208; no relay ports is 503.
+_MEDIA_REJECTS = {
+    grpc.StatusCode.INVALID_ARGUMENT: (488, 32102),
+    grpc.StatusCode.FAILED_PRECONDITION: (488, 32208),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (503, 0),
+}
+_TIMEOUT = 5.0
+
+
+class MediaClient:
+    """The Media protocol of b2bua.py over gRPC."""
+
+    def __init__(self, address: str) -> None:
+        self.channel = grpc.aio.insecure_channel(address, interceptors=client_interceptors())
+        self.stub: media_pb2_grpc.MediaAsyncStub = media_pb2_grpc.MediaStub(self.channel)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def offer(self, call_id: str, from_tag: str, sdp: bytes, **policy: Any) -> bytes:
+        request = media_pb2.OfferRequest(
+            call_id=call_id,
+            from_tag=from_tag,
+            sdp=sdp,
+            offerer=policy.get("offerer", media_pb2.LegPolicy()),
+            answerer=policy.get("answerer", media_pb2.LegPolicy()),
+            media_timeout_seconds=policy.get("media_timeout", 0),
+            record=policy.get("record", False),
+        )
+        reply = await self._call(self.stub.Offer, request)
+        return bytes(reply.sdp)
+
+    async def answer(self, call_id: str, from_tag: str, to_tag: str, sdp: bytes) -> bytes:
+        request = media_pb2.AnswerRequest(
+            call_id=call_id, from_tag=from_tag, to_tag=to_tag, sdp=sdp
+        )
+        reply = await self._call(self.stub.Answer, request)
+        return bytes(reply.sdp)
+
+    async def delete(self, call_id: str) -> None:
+        await self._call(self.stub.Delete, media_pb2.DeleteRequest(call_id=call_id))
+
+    async def events(self) -> AsyncIterator[media_pb2.MediaEvent]:
+        """Media events, resubscribing when the stream breaks (the service restarted)."""
+        while True:
+            try:
+                async for event in self.stub.Events(media_pb2.EventsRequest(), wait_for_ready=True):
+                    yield event
+            except grpc.aio.AioRpcError as error:
+                log.warning(
+                    "media event stream ended; resubscribing", extra={"code": error.code().name}
+                )
+                await asyncio.sleep(1.0)
+
+    async def _call(self, method: Callable[..., Any], request: Any) -> Any:
+        try:
+            return await method(request, timeout=_TIMEOUT)
+        except grpc.aio.AioRpcError as error:
+            status, code = _MEDIA_REJECTS.get(error.code(), (503, 0))
+            details = error.details() or "media service unavailable"
+            reason = (
+                "Not Acceptable Here: " + details
+                if status == 488
+                else "Service Unavailable: " + details
+            )
+            raise MediaRefused(Reject(status, reason, code)) from error
+
+
+class AuthClient:
+    def __init__(self, address: str) -> None:
+        self.channel = grpc.aio.insecure_channel(address, interceptors=client_interceptors())
+        self.stub: auth_pb2_grpc.AuthAsyncStub = auth_pb2_grpc.AuthStub(self.channel)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def termination(self, request: auth_pb2.TerminationRequest) -> auth_pb2.Verdict:
+        verdict: auth_pb2.Verdict = await self.stub.AuthorizeTermination(request, timeout=_TIMEOUT)
+        return verdict
+
+    async def caller(self, request: auth_pb2.CallerRequest) -> auth_pb2.Verdict:
+        verdict: auth_pb2.Verdict = await self.stub.AuthorizeCaller(request, timeout=_TIMEOUT)
+        return verdict

@@ -1,0 +1,218 @@
+"""Call records and lifecycle events: every state change of a call is written to the store
+(the Call resource the API serves) and published on the CALLS JetStream stream.
+
+The B2BUA reports changes synchronously (b2bua.CallHooks); they go into one ordered queue
+that a single task drains, so a call's events are written and published in the order they
+happened and a slow store or NATS never blocks SIP. A write or publish that fails is
+retried with backoff until it succeeds (JetStream deduplicates a retried event by its
+message ID), so no CDR is dropped while the process lives; what is still queued at
+shutdown is drained for a bounded time and what remains is logged by call SID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from trunkline.domain.model import Call as CallRecord
+from trunkline.domain.model import CallDirection, CallStatus
+from trunkline.events.calls import CallEventPublisher
+from trunkline.signaling.b2bua import Call, CallHooks
+from trunkline.store.repository import Batch, Repository
+from trunkline.v1.calls_pb2 import CallEvent
+
+__all__ = ["CallRecorder"]
+
+log = logging.getLogger("trunkline.signaling.records")
+
+_RETRY_FIRST = 0.2
+_RETRY_MAX = 5.0
+
+
+@dataclass
+class _Change:
+    kind: CallEvent.Kind.ValueType
+    record: CallRecord
+    event: CallEvent
+
+
+class CallRecorder(CallHooks):
+    def __init__(self, repo: Repository, publisher: CallEventPublisher | None) -> None:
+        self.repo = repo
+        self.publisher = publisher
+        self._records: dict[str, CallRecord] = {}
+        self._queue: asyncio.Queue[_Change] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.written = 0
+        self.published = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def close(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._queue.empty() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        while not self._queue.empty():
+            change = self._queue.get_nowait()
+            log.error(
+                "call event not recorded at shutdown",
+                extra={"call_sid": change.record.sid, "kind": CallEvent.Kind.Name(change.kind)},
+            )
+
+    # --- hooks ----------------------------------------------------------------------------
+
+    def started(self, call: Call) -> None:
+        now = _now()
+        record = CallRecord(
+            sid=call.sid,
+            account_sid=call.account_sid,
+            direction=CallDirection(call.direction),
+            from_=call.from_number,
+            to=call.to_number,
+            status=CallStatus.QUEUED,
+            trunk_sid=call.trunk_sid or None,
+            start_time=now,
+            edge=call.edge or None,
+            sip_call_id=call.a_call_id,
+            date_created=now,
+            date_updated=now,
+        )
+        self._change(CallEvent.STARTED, call, record)
+
+    def ringing(self, call: Call) -> None:
+        record = self._records.get(call.sid)
+        if record is not None:
+            self._change(CallEvent.RINGING, call, _updated(record, status=CallStatus.RINGING))
+
+    def answered(self, call: Call) -> None:
+        record = self._records.get(call.sid)
+        if record is not None:
+            answered = _at(call.answered_at)
+            change = _updated(record, status=CallStatus.IN_PROGRESS, answer_time=answered)
+            self._change(CallEvent.ANSWERED, call, change)
+
+    def ended(self, call: Call) -> None:
+        record = self._records.pop(call.sid, None)
+        if record is None:
+            return
+        final = _updated(
+            record,
+            status=_status(call.status),
+            end_time=_at(call.ended_at),
+            duration=call.duration,
+            sip_response_code=call.final_status or None,
+            error_code=call.error_code or None,
+        )
+        self._change(CallEvent.ENDED, call, final, keep=False)
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _change(
+        self,
+        kind: CallEvent.Kind.ValueType,
+        call: Call,
+        record: CallRecord,
+        *,
+        keep: bool = True,
+    ) -> None:
+        if keep:
+            self._records[call.sid] = record
+        self._queue.put_nowait(_Change(kind, record, _event(kind, call, record)))
+
+    async def _drain(self) -> None:
+        while True:
+            change = await self._queue.get()
+            await self._retry(self._write, change, "write")
+            self.written += 1
+            if self.publisher is not None:
+                await self._retry(self._publish, change, "publish")
+                self.published += 1
+
+    async def _write(self, change: _Change) -> None:
+        await self.repo.apply(Batch().put(change.record))
+
+    async def _publish(self, change: _Change) -> None:
+        assert self.publisher is not None
+        await self.publisher.publish(change.event)
+
+    async def _retry(
+        self, attempt: Callable[[_Change], Awaitable[None]], change: _Change, what: str
+    ) -> None:
+        delay = _RETRY_FIRST
+        while True:
+            try:
+                await attempt(change)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning(
+                    f"call event {what} failed; retrying",
+                    extra={"call_sid": change.record.sid, "error": str(error), "retry_in": delay},
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX)
+
+
+def _status(text: str) -> CallStatus:
+    try:
+        return CallStatus(text)
+    except ValueError:
+        return CallStatus.FAILED
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _at(stamp: float | None) -> datetime | None:
+    return None if stamp is None else datetime.fromtimestamp(stamp, UTC)
+
+
+def _updated(record: CallRecord, **changes: object) -> CallRecord:
+    return dataclasses.replace(record, date_updated=_now(), **changes)  # type: ignore[arg-type]
+
+
+def _timestamp(moment: datetime | None) -> Timestamp | None:
+    if moment is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def _event(kind: CallEvent.Kind.ValueType, call: Call, record: CallRecord) -> CallEvent:
+    event = CallEvent(
+        kind=kind,
+        call_sid=record.sid,
+        account_sid=record.account_sid,
+        trunk_sid=record.trunk_sid or "",
+        direction=str(record.direction),
+        to=record.to,
+        edge=record.edge or "",
+        sip_call_id=record.sip_call_id or "",
+        status=str(record.status),
+        time=_timestamp(record.date_updated),
+    )
+    setattr(event, "from", record.from_)
+    if kind == CallEvent.ENDED:
+        event.sip_status = call.final_status
+        event.ended_by = call.ended_by
+        event.reason = call.end_reason
+        event.error_code = call.error_code
+        event.duration_seconds = call.duration
+    answer = _timestamp(record.answer_time)
+    if answer is not None:
+        event.answer_time.CopyFrom(answer)
+    return event

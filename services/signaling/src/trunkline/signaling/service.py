@@ -1,0 +1,470 @@
+"""The signaling service: SIP in, calls out. Admission, the termination rules, dispatch.
+
+Every new INVITE goes through the termination rules in the order the product applies
+them (ARCHITECTURE.md, "A termination call"): Max-Forwards, the trunk by Request-URI host
+(an unknown host gets no answer at all), the secure-trunk transport, authentication by the
+auth service, the E.164 destination, the caller ID, the trunk's call limits; then the
+media service anchors the audio and the call (b2bua.Call) routes it to the carriers. Each
+refusal answers with its SIP status, a reason phrase that says what is wrong and the
+Twilio error code in X-Trunkline-Error-Code, and is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from prometheus_client import Counter, Gauge
+
+from trunkline.domain import claims
+from trunkline.domain.model import Account, AccountStatus, OutgoingCallerId, PhoneNumber, Trunk
+from trunkline.domain.sid import new_sid
+from trunkline.signaling import identity
+from trunkline.signaling.b2bua import (
+    ERROR_HEADER,
+    Call,
+    CallHooks,
+    Destination,
+    Media,
+    Reject,
+    copyable_headers,
+)
+from trunkline.signaling.carriers import Gateway, attempt_order
+from trunkline.signaling.limits import ConcurrencyLimit, CpsLimiter, PingGuard
+from trunkline.signaling.sip.dialog import DialogLayer
+from trunkline.signaling.sip.message import Request, Response, make_response, new_tag
+from trunkline.signaling.sip.transaction import (
+    Event,
+    Peer,
+    RequestReceived,
+    ResponseReceived,
+    TransactionKey,
+    TransactionTimeout,
+    TransportError,
+)
+from trunkline.signaling.sip.transport import Endpoint
+from trunkline.store.cache import ConfigCache
+from trunkline.v1 import auth_pb2, media_pb2
+
+__all__ = ["Signaling", "SignalingConfig"]
+
+log = logging.getLogger("trunkline.signaling")
+
+REJECTIONS = Counter(
+    "trunkline_signaling_rejections",
+    "Requests the signaling service refused, by SIP status and Twilio error code",
+    ["sip_status", "error_code"],
+)
+UNANSWERED = Counter(
+    "trunkline_signaling_unanswered",
+    "Requests dropped without an answer, by why (unknown host, locked-out source, ping flood)",
+    ["why"],
+)
+ACTIVE_CALLS = Gauge("trunkline_signaling_active_calls", "Calls in progress")
+
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, REFER, NOTIFY"
+# Carried from the PBX's INVITE to the carrier (never the leg's own headers).
+_PASSED_HEADERS = ("P-Asserted-Identity", "Remote-Party-ID", "Privacy", "User-Agent")
+
+
+@dataclass
+class SignalingConfig:
+    zone: str = "trunkline.local"
+    edge: str = "local"
+    min_max_forwards: int = 20
+    max_call_duration: float = 86400.0
+    default_cps: float = 1.0
+    default_concurrent_calls: int = 0  # 0: unlimited
+    lockout_memory: float = 30.0  # seconds a source auth said to ignore stays ignored here
+    gateways: Sequence[Gateway] = ()
+    rng: random.Random = field(default_factory=random.Random)
+
+
+class Hooks(CallHooks):
+    """Logs the lifecycle; the events publisher extends this."""
+
+    def started(self, call: Call) -> None:
+        log.info("call started", extra={"call_sid": call.sid, "sip_call_id": call.a_call_id})
+
+    def ringing(self, call: Call) -> None:
+        log.info("call ringing", extra={"call_sid": call.sid})
+
+    def answered(self, call: Call) -> None:
+        log.info("call answered", extra={"call_sid": call.sid})
+
+    def ended(self, call: Call) -> None:
+        log.info(
+            "call ended",
+            extra={
+                "call_sid": call.sid,
+                "status": call.status,
+                "sip_status": call.final_status,
+                "reason": call.end_reason,
+                "duration": call.duration,
+            },
+        )
+
+
+class Signaling:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        config: SignalingConfig,
+        cache: ConfigCache,
+        auth: AuthApi,
+        media: Media,
+        hooks: CallHooks | None = None,
+        new_sid: Callable[[], str] | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.config = config
+        self.cache = cache
+        self.auth = auth
+        self.media = media
+        self.hooks = hooks or Hooks()
+        self.dialogs = DialogLayer()
+        self.calls: dict[str, Call] = {}  # by the Call-ID of either leg
+        self.by_sid: dict[str, Call] = {}
+        # Per trunk and edge; each pod of an edge holds its own share of the rate.
+        self.cps: CpsLimiter[tuple[str, str]] = CpsLimiter(default_rate=config.default_cps)
+        self.concurrent: ConcurrencyLimit[str] = ConcurrencyLimit()
+        self.pings: PingGuard[str] = PingGuard()
+        self._ignored: dict[str, float] = {}  # source IP -> until (auth said IGNORE)
+        self._pending: set[asyncio.Task[None]] = set()
+        self._new_sid = new_sid or _call_sid
+        endpoint.on_event = self.handle
+        endpoint.admit = self.admit
+
+    # --- admission (before any transaction exists) ---------------------------------------
+
+    def admit(self, message: Request | Response, source: Peer) -> bool:
+        if not isinstance(message, Request):
+            return True
+        until = self._ignored.get(source.host)
+        if until is not None:
+            if until > self.endpoint.loop.time():
+                UNANSWERED.labels("locked-out").inc()
+                return False
+            del self._ignored[source.host]
+        try:
+            in_dialog = bool(message.to.tag)
+        except ValueError:
+            return True  # the transaction layer answers what it can (400)
+        if in_dialog or message.method in ("ACK", "CANCEL"):
+            return True
+        try:
+            host = message.parsed_uri.host
+        except ValueError:
+            return True
+        if identity.trunk_domain(host, self.config.zone) is None:
+            # Not one of our trunk domains: no answer at all, as on the original platform.
+            UNANSWERED.labels("unknown-host").inc()
+            return False
+        return True
+
+    # --- dispatch -------------------------------------------------------------------------
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, RequestReceived):
+            self._request(event)
+        elif isinstance(event, ResponseReceived):
+            call = self.calls.get(_call_id(event.response))
+            if call is not None:
+                call.on_event(event)
+        elif isinstance(event, TransactionTimeout | TransportError):
+            call = self._call_for_key(event.key)
+            if call is not None:
+                call.on_event(event)
+
+    def _call_for_key(self, key: TransactionKey) -> Call | None:
+        for call in self.by_sid.values():
+            if key in (call.a_key, call.b_key) or (
+                call.reinvite is not None and key == call.reinvite.client_key
+            ):
+                return call
+        return None
+
+    def _request(self, event: RequestReceived) -> None:
+        request = event.request
+        call = self.calls.get(_call_id(request))
+        if call is not None and (request.method != "INVITE" or request.to.tag):
+            call.on_event(event)
+            return
+        if event.key is None:
+            return  # a stray ACK
+        if request.method == "INVITE" and not request.to.tag:
+            self._spawn(self._invite(event))
+        elif request.method == "OPTIONS" and not request.to.tag:
+            self._options(event)
+        elif request.to.tag:
+            self.endpoint.respond(event.key, make_response(request, 481))
+        else:
+            response = make_response(request, 405, to_tag=new_tag())
+            response.headers.add("Allow", ALLOW)
+            self.endpoint.respond(event.key, response)
+
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(job)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def _options(self, event: RequestReceived) -> None:
+        assert event.key is not None
+        if not self.pings.allow(event.source.host):
+            UNANSWERED.labels("ping-flood").inc()
+            self.endpoint.forget(event.key)
+            return
+        response = make_response(event.request, 200, to_tag=new_tag())
+        response.headers.add("Allow", ALLOW)
+        response.headers.add("Accept", "application/sdp")
+        self.endpoint.respond(event.key, response)
+
+    # --- a new INVITE ---------------------------------------------------------------------
+
+    def _reject(self, key: TransactionKey, request: Request, reject: Reject) -> None:
+        REJECTIONS.labels(str(reject.status), str(reject.code)).inc()
+        response = make_response(request, reject.status, reject.reason, to_tag=new_tag())
+        if reject.code:
+            response.headers.add(ERROR_HEADER, str(reject.code))
+        log.info(
+            "call refused",
+            extra={
+                "sip_call_id": request.call_id,
+                "sip_status": reject.status,
+                "error_code": reject.code,
+                "reason": reject.reason,
+            },
+        )
+        self.endpoint.respond(key, response)
+
+    async def _invite(self, event: RequestReceived) -> None:
+        request = event.request
+        key = event.key
+        assert key is not None
+        try:
+            outcome = await self._admit_call(event)
+        except identity.Rejection as rejection:
+            self._reject(
+                key, request, Reject(rejection.sip_status, rejection.reason, rejection.error_code)
+            )
+            return
+        except Exception:
+            log.exception("INVITE handling failed", extra={"sip_call_id": request.call_id})
+            self._reject(key, request, Reject(500, "Server Internal Error"))
+            return
+        if isinstance(outcome, Reject):
+            self._reject(key, request, outcome)
+        elif outcome is _NO_ANSWER:
+            self.endpoint.forget(key)  # no answer at all
+
+    async def _admit_call(self, event: RequestReceived) -> Reject | Call | _Outcome:
+        request = event.request
+        source = event.source
+        key = event.key
+        assert key is not None
+        config = self.config
+        max_forwards = request.max_forwards
+        if max_forwards is not None and max_forwards < config.min_max_forwards:
+            return Reject(
+                483,
+                f"Too Many Hops: Max-Forwards {max_forwards} is below {config.min_max_forwards}",
+                32006,
+            )
+        found = identity.trunk_domain(request.parsed_uri.host, config.zone)
+        if found is None:
+            UNANSWERED.labels("unknown-host").inc()
+            return _NO_ANSWER
+        domain, edge = found.domain_name(config.zone), found.edge or config.edge
+        trunk_sid = await self.cache.holder(claims.TRUNK_DOMAIN, domain)
+        trunk = await self.cache.get(Trunk, trunk_sid) if trunk_sid else None
+        if trunk is None:
+            UNANSWERED.labels("unknown-host").inc()
+            return _NO_ANSWER
+        account = await self.cache.get(Account, trunk.account_sid)
+        if account is None or account.status != AccountStatus.ACTIVE:
+            return Reject(403, "Forbidden: the trunk's account is not active", 20005)
+        if trunk.secure and source.transport.upper() != "TLS":
+            return Reject(403, "Forbidden: secure trunk requires TLS transport", 32209)
+        verdict = await self.auth.termination(
+            auth_pb2.TerminationRequest(
+                trunk_sid=trunk.sid,
+                account_sid=trunk.account_sid,
+                source_ip=source.host,
+                transport=source.transport.upper(),
+                method=request.method,
+                request_uri=request.uri,
+                proxy_authorization=request.headers.get_all("Proxy-Authorization"),
+            )
+        )
+        outcome = verdict.outcome
+        if outcome == auth_pb2.Verdict.IGNORE:
+            self._ignored[source.host] = self.endpoint.loop.time() + config.lockout_memory
+            UNANSWERED.labels("locked-out").inc()
+            return _NO_ANSWER
+        if outcome == auth_pb2.Verdict.CHALLENGE:
+            response = make_response(
+                request, 407, "Proxy Authentication Required", to_tag=new_tag()
+            )
+            for challenge in verdict.challenges:
+                response.headers.add("Proxy-Authenticate", challenge)
+            self.endpoint.respond(key, response)
+            return ANSWERED
+        if outcome != auth_pb2.Verdict.ALLOW:
+            return Reject(
+                verdict.sip_status or 403, verdict.reason or "Forbidden", verdict.error_code
+            )
+        # From here on the request is authenticated: tell the PBX we are working on it.
+        self.endpoint.respond(key, make_response(request, 100))
+        destination = identity.destination_number(request.uri)
+        caller = identity.caller_id(request)
+        if caller is None:
+            return Reject(
+                403,
+                "Forbidden: no caller ID in From, Remote-Party-ID or P-Asserted-Identity",
+                21212,
+            )
+        allowed = await self.auth.caller(
+            auth_pb2.CallerRequest(
+                account_sid=trunk.account_sid, caller_id=caller, destination=destination
+            )
+        )
+        if allowed.outcome != auth_pb2.Verdict.ALLOW:
+            return Reject(
+                allowed.sip_status or 403, allowed.reason or "Forbidden", allowed.error_code
+            )
+        number_sid = await self.cache.holder(claims.PHONE_NUMBER, destination)
+        number = await self.cache.get(PhoneNumber, number_sid) if number_sid else None
+        if number is not None and number.trunk_sid:
+            # On-net: the origination side of the B2BUA completes this (issue 7).
+            return Reject(404, "Not Found: on-net calls to a trunk's number are not routed yet", 0)
+        if identity.requires_session_timer(request.headers):
+            # RFC 3261 8.2.2.3: the platform runs no session timers (RFC 4028).
+            return Reject(420, "Bad Extension: session timers are not supported", 0)
+        if not self.cps.take((trunk.sid, edge)):
+            return Reject(503, "Service Unavailable: trunk calls-per-second limit exceeded", 32001)
+        limit = config.default_concurrent_calls
+        if limit and not self.concurrent.acquire(trunk.sid, limit):
+            return Reject(503, "Service Unavailable: trunk concurrent call limit reached", 32001)
+        if not config.gateways:
+            self.concurrent.release(trunk.sid)
+            return Reject(503, "Service Unavailable: no carrier gateway configured", 0)
+        diversions: list[str] = []
+        if "diversion" in request.headers:
+            owned = await self._account_numbers(trunk.account_sid)
+            diversions = identity.allowed_diversions(request.headers, config.zone, owned)
+        call = self._new_call(event, trunk, edge, destination, caller, diversions)
+        call.start()
+        return call
+
+    async def _account_numbers(self, account_sid: str) -> set[str]:
+        numbers = await self.cache.list_all(PhoneNumber, "account", account_sid)
+        verified = await self.cache.list_all(OutgoingCallerId, "account", account_sid)
+        return {n.phone_number for n in numbers} | {c.phone_number for c in verified}
+
+    def _new_call(
+        self,
+        event: RequestReceived,
+        trunk: Trunk,
+        edge: str,
+        destination: str,
+        caller: str,
+        diversions: Sequence[str],
+    ) -> Call:
+        request = event.request
+        assert event.key is not None
+        sid = self._new_sid()
+        order = attempt_order(self.config.gateways, self.config.rng)
+        destinations = [
+            Destination(
+                peer=Peer(gateway.transport.upper(), gateway.host, gateway.port),
+                request_uri=f"sip:{destination}@{gateway.address}"
+                + ("" if gateway.transport == "udp" else f";transport={gateway.transport}"),
+                name=gateway.name,
+            )
+            for gateway in order
+        ]
+        secure = trunk.secure
+        policy = {
+            "offerer": media_pb2.LegPolicy(
+                symmetric_rtp=trunk.symmetric_rtp_enabled,
+                transport=media_pb2.TRANSPORT_SRTP if secure else media_pb2.TRANSPORT_UNSPECIFIED,
+            ),
+            "answerer": media_pb2.LegPolicy(transport=media_pb2.TRANSPORT_RTP),
+        }
+        headers = copyable_headers(request, _PASSED_HEADERS)
+        headers += [("Diversion", value) for value in diversions]
+        call = Call(
+            sid=sid,
+            endpoint=self.endpoint,
+            dialogs=self.dialogs,
+            media=self.media,
+            hooks=self.hooks,
+            a_request=request,
+            a_key=event.key,
+            a_source=event.source,
+            destinations=destinations,
+            b_from=f"sip:{caller}@{self.config.zone}",
+            b_headers=headers,
+            media_policy=policy,
+            max_duration=self.config.max_call_duration,
+            on_done=self._call_done,
+            on_call_id=self._register,
+            account_sid=trunk.account_sid,
+            trunk_sid=trunk.sid,
+            edge=edge,
+            from_number=caller,
+            to_number=destination,
+        )
+        self.calls[request.call_id] = call
+        self.by_sid[sid] = call
+        ACTIVE_CALLS.inc()
+        return call
+
+    def _register(self, call_id: str, call: Call) -> None:
+        self.calls[call_id] = call
+
+    def _call_done(self, call: Call) -> None:
+        ACTIVE_CALLS.dec()
+        self.by_sid.pop(call.sid, None)
+        for call_id in [k for k, v in self.calls.items() if v is call]:
+            del self.calls[call_id]
+        if self.config.default_concurrent_calls:
+            self.concurrent.release(call.trunk_sid)
+
+    def media_timeout(self, call_sid: str) -> None:
+        call = self.by_sid.get(call_sid)
+        if call is not None:
+            call.media_timeout()
+
+
+class AuthApi(Protocol):
+    """What the service needs of the auth service (clients.AuthClient)."""
+
+    async def termination(self, request: auth_pb2.TerminationRequest) -> auth_pb2.Verdict: ...
+
+    async def caller(self, request: auth_pb2.CallerRequest) -> auth_pb2.Verdict: ...
+
+
+def _call_id(message: Request | Response) -> str:
+    try:
+        return message.call_id
+    except ValueError:
+        return ""
+
+
+def _call_sid() -> str:
+    return new_sid("CA")
+
+
+class _Outcome(enum.Enum):
+    NO_ANSWER = "no answer at all"
+    ANSWERED = "already answered (a challenge)"
+
+
+_NO_ANSWER = _Outcome.NO_ANSWER
+ANSWERED = _Outcome.ANSWERED

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import logging
 import time
@@ -22,9 +23,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from trunkline.digest.sip import DigestClient, DigestError, parse_challenge
 from trunkline.signaling.sip.dialog import Dialog, DialogError, DialogLayer
 from trunkline.signaling.sip.message import (
     Headers,
+    NameAddr,
     Request,
     Response,
     make_response,
@@ -40,7 +43,7 @@ from trunkline.signaling.sip.transaction import (
     TransportError,
 )
 from trunkline.signaling.sip.transport import Endpoint
-from trunkline.signaling.sip.uri import parse_uri
+from trunkline.signaling.sip.uri import SipUri, parse_uri
 
 __all__ = [
     "Call",
@@ -119,6 +122,8 @@ class Destination:
     name: str = ""
     # Fail over to the next destination on no response within this many seconds.
     no_response_timeout: float = 4.0
+    # Digest username and password, when the carrier challenges (RFC 3261 22.2).
+    credentials: tuple[str, str] | None = field(default=None, repr=False)
 
 
 class CallHooks(Protocol):
@@ -176,6 +181,12 @@ class Call:
     direction: str = "trunking-terminating"
     from_number: str = ""
     to_number: str = ""
+    # -- blind transfer (REFER, RFC 3515) per the trunk's transfer settings
+    transfer_mode: str = "disable-all"  # disable-all | enable-all | sip-only
+    transfer_caller_id: str = "from-transferee"  # from-transferee | from-transferor
+    zone: str = ""
+    # Destinations (carrier attempts) for a PSTN number, for transfers to numbers.
+    route_number: Callable[[str], list[Destination]] = lambda number: []
     # -- state
     state: CallState = CallState.ROUTING
     a_tag: str = field(default_factory=new_tag)
@@ -197,6 +208,11 @@ class Call:
     status: str = "queued"
     reinvite: _ReInvite | None = None
     _sdp_for_b: bytes = b""
+    _b_sdp: bytes = b""  # leg B's last SDP, which a transfer re-offers to the new party
+    _a_call_id: str = ""  # leg A's Call-ID, the transfer target's once a transfer completes
+    _a_media_tag: str = ""
+    transfer: _Transfer | None = None
+    _challenged_attempt: str = ""
     _b_ack: Request | None = None
     # Every INVITE leg B sent, by transaction key: a late 2xx from an abandoned attempt is
     # acknowledged and hung up with the dialog it creates.
@@ -234,11 +250,12 @@ class Call:
 
     @property
     def a_call_id(self) -> str:
-        return self.a_request.call_id
+        return self._a_call_id or self.a_request.call_id
 
     @property
     def a_from_tag(self) -> str:
-        return self.a_request.from_.tag or ""
+        """The media service's tag for leg A (the transfer target's once it has replaced A)."""
+        return self._a_media_tag or self.a_request.from_.tag or ""
 
     def on_event(
         self, event: RequestReceived | ResponseReceived | TransactionTimeout | TransportError
@@ -361,6 +378,11 @@ class Call:
 
     async def _response(self, response: Response, key: TransactionKey | None) -> None:
         method = response.cseq.method
+        transfer = self.transfer
+        if transfer is not None and response.call_id == transfer.request.call_id:
+            if method == "INVITE":
+                await self._transfer_response(response, key)
+            return
         if (
             method == "INVITE"
             and self.b_request is not None
@@ -443,6 +465,8 @@ class Call:
             return
         # A final failure of this attempt.
         self._cancel_timer("no-response")
+        if status in (401, 407) and not self._cancelled and self._answer_challenge(response):
+            return
         self.last_failure = response
         if self._cancelled:
             return
@@ -451,7 +475,46 @@ class Call:
             return
         self._end_with(Reject(status, response.reason), by="callee")
 
+    def _answer_challenge(self, response: Response) -> bool:
+        """Re-send leg B's INVITE with credentials for a 401/407 (RFC 3261 22.2), once per
+        attempt; False when there is nothing to answer with."""
+        destination = self.b_destination
+        request = self.b_request
+        if destination is None or request is None or destination.credentials is None:
+            return False
+        if self._challenged_attempt == request.call_id:
+            return False  # a second challenge for the same attempt: the credentials are wrong
+        header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+        reply = "Authorization" if response.status == 401 else "Proxy-Authorization"
+        client = DigestClient(*destination.credentials)
+        challenges = []
+        for value in response.headers.get_all(header):
+            try:
+                challenges.append(parse_challenge(value))
+            except DigestError:
+                continue
+        usable = next((c for c in challenges if client.usable(c)), None)
+        if usable is None:
+            return False
+        headers = request.headers.copy()
+        headers.replace_first("Via", self.endpoint.via(destination.peer.transport))
+        headers.set("CSeq", f"{request.cseq.number + 1} INVITE")
+        headers.remove(reply)
+        headers.add(reply, client.answer(usable, method="INVITE", uri=request.uri))
+        retry = Request("INVITE", request.uri, headers, request.body)
+        self._challenged_attempt = request.call_id
+        self.b_request = retry
+        self.b_got_response = False
+        try:
+            self.b_key = self.endpoint.send_request(retry, destination.peer)
+        except Exception:
+            return False
+        self._attempts[self.b_key] = (retry, destination.peer)
+        self._timer("no-response", destination.no_response_timeout, self._no_response)
+        return True
+
     async def _answer_from_b(self, response: Response) -> bytes | None:
+        self._b_sdp = response.body
         try:
             return await self.media.answer(
                 self.sid, self.a_from_tag, response.to.tag or "", response.body
@@ -537,6 +600,8 @@ class Call:
                 self._end(200, "callee hung up", by="callee")
         elif method == "INVITE":
             await self._reinvite(event, from_a)
+        elif method == "REFER":
+            await self._refer(event, from_a)
         elif method in ("OPTIONS", "UPDATE", "INFO", "NOTIFY"):
             # In-dialog keep-alives and mid-call signals are answered here, not relayed.
             response = make_response(request, 200)
@@ -644,6 +709,170 @@ class Call:
         if leg_a:
             return self.a_source.transport
         return self.b_peer.transport if self.b_peer is not None else "UDP"
+
+    # --- blind transfer (REFER, RFC 3515; NOTIFY with message/sipfrag, RFC 3420) ----------
+
+    async def _refer(self, event: RequestReceived, from_a: bool) -> None:
+        request = event.request
+        assert event.key is not None
+        reject = self._refer_refusal(request, from_a)
+        if reject is not None:
+            response = make_response(request, reject.status, reject.reason)
+            if reject.code:
+                response.headers.add(ERROR_HEADER, str(reject.code))
+            self.endpoint.respond(event.key, response)
+            return
+        target = _refer_target(request)
+        assert target is not None
+        destinations = self._transfer_destinations(target)
+        if not destinations:
+            self.endpoint.respond(
+                event.key,
+                make_response(request, 403, "Forbidden: no route to the transfer target"),
+            )
+            return
+        self.endpoint.respond(event.key, make_response(request, 202, "Accepted"))
+        self._notify_a("SIP/2.0 100 Trying", terminated=False)
+        try:
+            offer = await self.media.offer(self.sid, self._b_media_tag(), self._b_sdp)
+        except MediaRefused as refused:
+            self._notify_a(f"SIP/2.0 {refused.reject.status} Media refused", terminated=True)
+            return
+        caller = (
+            self.to_number if self.transfer_caller_id == "from-transferee" else self.from_number
+        )
+        self.transfer = _Transfer(destinations, target, caller, offer)
+        self._transfer_next()
+
+    def _refer_refusal(self, request: Request, from_a: bool) -> Reject | None:
+        if self.state is not CallState.ANSWERED or self.transfer is not None:
+            return Reject(491, "Request Pending: the call cannot be transferred now")
+        if not from_a:
+            return Reject(403, "Forbidden: only the trunk's side may transfer", 32218)
+        if self.transfer_mode == "disable-all":
+            return Reject(403, "Forbidden: call transfer is disabled on this trunk", 32218)
+        target = _refer_target(request)
+        if target is None:
+            return Reject(400, "Bad Request: missing or unusable Refer-To")
+        if target.scheme not in ("sip", "sips", "tel"):
+            return Reject(403, "Forbidden: Refer-To must be a SIP or tel URI", 32218)
+        pstn = self._is_pstn(target)
+        if self.transfer_mode == "sip-only" and pstn:
+            return Reject(403, "Forbidden: this trunk transfers to SIP URIs only", 32218)
+        return None
+
+    def _is_pstn(self, target: SipUri) -> bool:
+        if target.scheme == "tel":
+            return True
+        host = target.host.lower().rstrip(".")
+        zone = self.zone.lower()
+        return bool(zone) and (host == zone or host.endswith("." + zone))
+
+    def _transfer_destinations(self, target: SipUri) -> list[Destination]:
+        if self._is_pstn(target):
+            number = target.user or ""
+            return self.route_number(number) if number.startswith("+") else []
+        transport = str(target.params.get("transport") or "udp").upper()
+        if target.scheme == "sips":
+            transport = "TLS"
+        port = target.port or (5061 if transport == "TLS" else 5060)
+        uri = dataclasses.replace(target, headers={})
+        return [Destination(Peer(transport, target.host, port), str(uri), name="refer-to")]
+
+    def _transfer_next(self) -> None:
+        transfer = self.transfer
+        assert transfer is not None
+        if not transfer.destinations:
+            status = transfer.last_status or 503
+            self._notify_a(
+                f"SIP/2.0 {status} {transfer.last_reason or 'Transfer failed'}", terminated=True
+            )
+            self.transfer = None
+            return
+        destination = transfer.destinations.pop(0)
+        transport = destination.peer.transport.upper()
+        headers = Headers()
+        headers.add("Via", self.endpoint.via(transport))
+        headers.add("Max-Forwards", "70")
+        headers.add(
+            "From", f"<sip:{transfer.caller}@{self.zone or 'trunkline.invalid'}>;tag={new_tag()}"
+        )
+        headers.add("To", f"<{_strip_params(destination.request_uri)}>")
+        headers.add("Call-ID", f"{new_tag()}{new_tag()}")
+        headers.add("CSeq", "1 INVITE")
+        headers.add("Contact", self._contact(transport))
+        headers.add("Allow", ALLOW)
+        headers.add("Content-Type", "application/sdp")
+        request = Request("INVITE", destination.request_uri, headers, transfer.offer)
+        transfer.request = request
+        transfer.peer = destination.peer
+        self.on_call_id(request.call_id, self)
+        try:
+            transfer.key = self.endpoint.send_request(request, destination.peer)
+        except Exception:
+            transfer.last_status, transfer.last_reason = 503, "Transfer target unreachable"
+            self._transfer_next()
+
+    async def _transfer_response(self, response: Response, key: TransactionKey | None) -> None:
+        transfer = self.transfer
+        assert transfer is not None
+        status = response.status
+        if key is None or key != transfer.key:
+            return
+        if status < 200:
+            if status in (180, 183):
+                self._notify_a(f"SIP/2.0 {status} {response.reason}", terminated=False)
+            return
+        if status >= 300:
+            transfer.last_status, transfer.last_reason = status, response.reason
+            if _fails_over(status) and transfer.destinations:
+                self._transfer_next()
+                return
+            self._notify_a(f"SIP/2.0 {status} {response.reason}", terminated=True)
+            self.transfer = None
+            return
+        # The target answered: it replaces leg A (RFC 5589 blind transfer).
+        dialog = self.dialogs.on_response(transfer.request, response)
+        if dialog is None:
+            return
+        assert transfer.peer is not None
+        ack = dialog.create_ack(transfer.request, via=self.endpoint.via(transfer.peer.transport))
+        peer = self._dialog_peer(dialog, transfer.peer)
+        self.endpoint.send_stateless(ack, peer)
+        try:
+            await self.media.answer(
+                self.sid, self._b_media_tag(), response.to.tag or "", response.body
+            )
+        except MediaRefused:
+            bye = dialog.create_request("BYE", via=self.endpoint.via(peer.transport))
+            self._send_request(bye, peer)
+            self._notify_a("SIP/2.0 488 Not Acceptable Here", terminated=True)
+            self.transfer = None
+            return
+        self._notify_a("SIP/2.0 200 OK", terminated=True)
+        self._bye_a()
+        # From now on the transfer target is leg A of this call.
+        self.a_dialog = dialog
+        self.a_source = peer
+        self._a_call_id = transfer.request.call_id
+        self._a_media_tag = response.to.tag or ""
+        self.transfer = None
+
+    def _notify_a(self, sipfrag: str, *, terminated: bool) -> None:
+        if self.a_dialog is None or self.a_dialog.terminated:
+            return
+        state = "terminated;reason=noresource" if terminated else "active;expires=60"
+        notify = self.a_dialog.create_request(
+            "NOTIFY",
+            via=self.endpoint.via(self.a_source.transport),
+            body=(sipfrag + "\r\n").encode(),
+            headers=[
+                ("Event", "refer"),
+                ("Subscription-State", state),
+                ("Content-Type", "message/sipfrag;version=2.0"),
+            ],
+        )
+        self._send_request(notify, self.a_source)
 
     # --- failures and timers -----------------------------------------------------------
 
@@ -781,6 +1010,29 @@ class Call:
         transport = str(uri.params.get("transport") or fallback.transport).upper()
         port = uri.port or (5061 if transport == "TLS" else 5060)
         return Peer(transport, uri.host, port)
+
+
+@dataclass
+class _Transfer:
+    destinations: list[Destination]
+    target: SipUri
+    caller: str
+    offer: bytes
+    request: Request = field(default=None)  # type: ignore[assignment]
+    key: TransactionKey | None = None
+    peer: Peer | None = None
+    last_status: int = 0
+    last_reason: str = ""
+
+
+def _refer_target(request: Request) -> SipUri | None:
+    value = request.headers.get("Refer-To")
+    if not value:
+        return None
+    try:
+        return NameAddr.parse(value).uri
+    except ValueError:
+        return None
 
 
 @dataclass

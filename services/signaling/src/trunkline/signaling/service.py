@@ -378,16 +378,7 @@ class Signaling:
         request = event.request
         assert event.key is not None
         sid = self._new_sid()
-        order = attempt_order(self.config.gateways, self.config.rng)
-        destinations = [
-            Destination(
-                peer=Peer(gateway.transport.upper(), gateway.host, gateway.port),
-                request_uri=f"sip:{destination}@{gateway.address}"
-                + ("" if gateway.transport == "udp" else f";transport={gateway.transport}"),
-                name=gateway.name,
-            )
-            for gateway in order
-        ]
+        destinations = self._carrier_destinations(destination)
         secure = trunk.secure
         policy = {
             "offerer": media_pb2.LegPolicy(
@@ -419,11 +410,28 @@ class Signaling:
             edge=edge,
             from_number=caller,
             to_number=destination,
+            transfer_mode=str(trunk.transfer_mode),
+            transfer_caller_id=str(trunk.transfer_caller_id),
+            zone=self.config.zone,
+            route_number=self._carrier_destinations,
         )
         self.calls[request.call_id] = call
         self.by_sid[sid] = call
         ACTIVE_CALLS.inc()
         return call
+
+    def _carrier_destinations(self, number: str) -> list[Destination]:
+        """The carrier gateways to try for a PSTN number, in attempt order."""
+        return [
+            Destination(
+                peer=Peer(gateway.transport.upper(), gateway.host, gateway.port),
+                request_uri=f"sip:{number}@{gateway.address}"
+                + ("" if gateway.transport == "udp" else f";transport={gateway.transport}"),
+                name=gateway.name,
+                credentials=gateway.credentials,
+            )
+            for gateway in attempt_order(self.config.gateways, self.config.rng)
+        ]
 
     def _register(self, call_id: str, call: Call) -> None:
         self.calls[call_id] = call

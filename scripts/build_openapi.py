@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from trunkline.api.openapi import served_operations
+from trunkline.domain.model import Trunk
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT.parent / "shared" / "reference"
@@ -48,6 +49,77 @@ ADMIN_PATHS: dict[str, dict[str, Any]] = {
         }
     },
 }
+
+
+# Trunkline extensions to Twilio's resources: request parameters (by operationId) and response
+# fields (by schema), each marked `x-trunkline-extension` so clients can tell them apart.
+EXTENSION = {"x-trunkline-extension": True}
+DEFAULT_NOTE = " Not set, or set to an empty value: the platform default applies."
+TRUNK_PARAMETERS: dict[str, dict[str, Any]] = {
+    "SymmetricRtpEnabled": {
+        "type": "boolean",
+        "description": "Whether Symmetric RTP is enabled for the trunk (Twilio sets this only "
+        "in its console; Trunkline accepts it here).",
+    },
+    "CpsLimit": {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": Trunk.MAX_CPS_LIMIT,
+        "description": "Termination calls per second allowed on the trunk at each edge "
+        "(a token bucket per trunk and edge); calls beyond it are answered `503` (error "
+        "32001)." + DEFAULT_NOTE,
+    },
+    "ConcurrentCallsLimit": {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": Trunk.MAX_CONCURRENT_CALLS_LIMIT,
+        "description": "Termination calls the trunk may have in progress at once; calls "
+        "beyond it are answered `503` (error 32001)." + DEFAULT_NOTE,
+    },
+}
+PARAMETER_EXTENSIONS = {
+    "CreateTrunk": TRUNK_PARAMETERS,
+    "UpdateTrunk": TRUNK_PARAMETERS,
+}
+FIELD_EXTENSIONS: dict[str, dict[str, dict[str, Any]]] = {
+    "trunking.v1.trunk": {
+        "cps_limit": {
+            "type": "integer",
+            "nullable": True,
+            "description": "Termination calls per second allowed on the trunk at each edge; "
+            "`null` when the platform default applies. Set with `CpsLimit`.",
+        },
+        "concurrent_calls_limit": {
+            "type": "integer",
+            "nullable": True,
+            "description": "Termination calls the trunk may have in progress at once; `null` "
+            "when the platform default applies. Set with `ConcurrentCallsLimit`.",
+        },
+    },
+}
+
+
+def extend(paths: dict[str, Any], components: dict[str, dict[str, Any]]) -> None:
+    """Add the extensions; fail if Twilio's description no longer has their place."""
+    found = set()
+    for item in paths.values():
+        for op in item.values():
+            if not isinstance(op, dict) or op.get("operationId") not in PARAMETER_EXTENSIONS:
+                continue
+            body = op["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]
+            for name, schema in PARAMETER_EXTENSIONS[op["operationId"]].items():
+                if name in body["properties"]:
+                    raise RuntimeError(f"Twilio now describes {name} in {op['operationId']}")
+                body["properties"][name] = {**schema, **EXTENSION}
+            found.add(op["operationId"])
+    if missing := set(PARAMETER_EXTENSIONS) - found:
+        raise RuntimeError(f"operations to extend not found: {sorted(missing)}")
+    for schema_name, fields in FIELD_EXTENSIONS.items():
+        properties = components["schemas"][schema_name]["properties"]
+        for name, schema in fields.items():
+            if name in properties:
+                raise RuntimeError(f"Twilio now describes {name} in {schema_name}")
+            properties[name] = {**schema, **EXTENSION}
 
 
 def referenced(node: Any, found: set[str]) -> None:
@@ -84,6 +156,7 @@ def build() -> dict[str, Any]:
             continue
         if method not in paths.get(path, {}):
             missing.append(f"{method.upper()} {path}")
+    extend(paths, components)
     paths.update(ADMIN_PATHS)
     refs: set[str] = set()
     referenced(paths, refs)
@@ -110,7 +183,7 @@ def build() -> dict[str, Any]:
             "2010-04-01 resources a trunk depends on), derived from Twilio's OpenAPI "
             "descriptions. Routes without a Twilio description: "
             + (", ".join(missing) or "none")
-            + ".",
+            + ". Parameters and fields marked `x-trunkline-extension` are Trunkline's own.",
             "version": "1.0.0",
         },
         "servers": [{"url": "/"}],

@@ -178,8 +178,16 @@ class Trunk(Record):
     transfer_caller_id: str = TransferCallerId.FROM_TRANSFEREE
     recording_mode: str = RecordingMode.DO_NOT_RECORD
     recording_trim: str = RecordingTrim.DO_NOT_TRIM
+    # Termination limits (Trunkline extensions, not in Twilio's API); None: the platform
+    # default. Excess calls are answered 503 with error 32001.
+    cps_limit: int | None = None  # new calls per second, per edge (token bucket)
+    concurrent_calls_limit: int | None = None  # calls in progress, per trunk (not per edge)
     date_created: datetime = field(default_factory=utcnow)
     date_updated: datetime = field(default_factory=utcnow)
+
+    # The range the API accepts for each limit.
+    MAX_CPS_LIMIT: ClassVar[int] = 10_000
+    MAX_CONCURRENT_CALLS_LIMIT: ClassVar[int] = 100_000
 
     @property
     def key(self) -> str:

@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from trunkline.api.context import Ctx, Platform, endpoint
-from trunkline.api.wire import JSON, iso8601
+from trunkline.api.wire import JSON, Form, iso8601
 from trunkline.domain import claims
 from trunkline.domain.domains import labels, parent_of
 from trunkline.domain.errors import DomainError, Error, invalid
@@ -71,6 +71,9 @@ async def render(ctx: Ctx, trunk: Trunk) -> dict[str, Any]:
         "auth_type": ",".join(kinds),
         "symmetric_rtp_enabled": trunk.symmetric_rtp_enabled,
         "auth_type_set": kinds,
+        # Trunkline extensions (null: the platform default); see settings_from_form.
+        "cps_limit": trunk.cps_limit,
+        "concurrent_calls_limit": trunk.concurrent_calls_limit,
         "date_created": iso8601(trunk.date_created),
         "date_updated": iso8601(trunk.date_updated),
         "sid": trunk.sid,
@@ -105,6 +108,31 @@ async def has_subdomains(ctx: Ctx, trunk: Trunk) -> bool:
     return bool(await ctx.repo.list(Trunk, "parent_domain", trunk.domain_name, limit=1))
 
 
+# Trunkline extensions, not in Twilio's API: termination limits per trunk. A whole number in
+# range sets the limit; an empty value goes back to the platform default (null in answers).
+LIMITS = (
+    ("CpsLimit", "cps_limit", Trunk.MAX_CPS_LIMIT),
+    ("ConcurrentCallsLimit", "concurrent_calls_limit", Trunk.MAX_CONCURRENT_CALLS_LIMIT),
+)
+
+
+def limit_from_form(form: Form, name: str, high: int) -> int | None:
+    """A positive whole number up to `high`, or None for an empty value (the default).
+
+    Stricter than `int()`: ASCII digits only, so `+5`, ` 5`, `5_000`, `1e3` and `0.5` fail.
+    """
+    value = form.str(name) or ""
+    if value == "":
+        return None
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= high:
+        raise invalid(
+            name,
+            f"must be a whole number from 1 to {high}, or empty for the platform default, "
+            f"not {value!r}",
+        )
+    return int(value)
+
+
 def settings_from_form(ctx: Ctx, trunk: Trunk) -> Trunk:
     f = ctx.form
     changes: dict[str, Any] = {}
@@ -131,6 +159,9 @@ def settings_from_form(ctx: Ctx, trunk: Trunk) -> Trunk:
             changes[attr] = flag
     if f.has("DomainName"):
         changes["domain_name"] = (f.str("DomainName", max_len=253) or "").lower() or None
+    for param, attr, high in LIMITS:
+        if f.has(param):
+            changes[attr] = limit_from_form(f, param, high)
     return replace(trunk, **changes) if changes else trunk
 
 

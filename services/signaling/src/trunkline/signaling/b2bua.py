@@ -185,6 +185,7 @@ class Call:
     transfer_mode: str = "disable-all"  # disable-all | enable-all | sip-only
     transfer_caller_id: str = "from-transferee"  # from-transferee | from-transferor
     zone: str = ""
+    holds_concurrency: bool = False  # released when the call ends
     # Destinations (carrier attempts) for a PSTN number, for transfers to numbers.
     route_number: Callable[[str], list[Destination]] = lambda number: []
     # -- state

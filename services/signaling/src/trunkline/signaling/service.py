@@ -345,19 +345,19 @@ class Signaling:
         if identity.requires_session_timer(request.headers):
             # RFC 3261 8.2.2.3: the platform runs no session timers (RFC 4028).
             return Reject(420, "Bad Extension: session timers are not supported", 0)
-        if not self.cps.take((trunk.sid, edge)):
-            return Reject(503, "Service Unavailable: trunk calls-per-second limit exceeded", 32001)
-        limit = config.default_concurrent_calls
-        if limit and not self.concurrent.acquire(trunk.sid, limit):
-            return Reject(503, "Service Unavailable: trunk concurrent call limit reached", 32001)
-        if not config.gateways:
-            self.concurrent.release(trunk.sid)
-            return Reject(503, "Service Unavailable: no carrier gateway configured", 0)
         diversions: list[str] = []
         if "diversion" in request.headers:
             owned = await self._account_numbers(trunk.account_sid)
             diversions = identity.allowed_diversions(request.headers, config.zone, owned)
+        if not self.cps.take((trunk.sid, edge), rate=trunk.cps_limit):
+            return Reject(503, "Service Unavailable: trunk calls-per-second limit exceeded", 32001)
+        if not config.gateways:
+            return Reject(503, "Service Unavailable: no carrier gateway configured", 0)
+        limit = trunk.concurrent_calls_limit or config.default_concurrent_calls
+        if limit and not self.concurrent.acquire(trunk.sid, limit):
+            return Reject(503, "Service Unavailable: trunk concurrent call limit reached", 32001)
         call = self._new_call(event, trunk, edge, destination, caller, diversions)
+        call.holds_concurrency = bool(limit)
         call.start()
         return call
 
@@ -441,7 +441,7 @@ class Signaling:
         self.by_sid.pop(call.sid, None)
         for call_id in [k for k, v in self.calls.items() if v is call]:
             del self.calls[call_id]
-        if self.config.default_concurrent_calls:
+        if call.holds_concurrency:
             self.concurrent.release(call.trunk_sid)
 
     def media_timeout(self, call_sid: str) -> None:

@@ -152,6 +152,8 @@ class _RtpProtocol(asyncio.DatagramProtocol):
 class _RtcpProtocol(asyncio.DatagramProtocol):
     """Packets a leg's peer sends to the leg's RTCP port (RTP port + 1)."""
 
+    __slots__ = ("call", "leg", "relay")
+
     def __init__(self, relay: Relay, call: Call, leg: Leg) -> None:
         self.relay = relay
         self.call = call

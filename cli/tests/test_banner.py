@@ -43,3 +43,13 @@ def test_sip_is_reported_honestly_until_signaling_exists() -> None:
     assert "SIP       not running yet (signaling service not built)" in render_banner(facts())
     text = render_banner(facts(sip_addresses=("sip:127.0.0.1:5060;transport=udp",)))
     assert "SIP       sip:127.0.0.1:5060;transport=udp" in text
+
+
+def test_sip_lists_every_transport_and_the_certificate_to_trust() -> None:
+    sip = ("udp:127.0.0.1:5060", "tcp:127.0.0.1:5060", "tls:127.0.0.1:5061")
+    cert = Path("/srv/trunkline/sip-tls-cert.pem")
+    lines = render_banner(facts(sip_addresses=sip, sip_tls_certificate=cert)).splitlines()
+    at = lines.index("  SIP       udp:127.0.0.1:5060, tcp:127.0.0.1:5060, tls:127.0.0.1:5061")
+    assert lines[at + 1].startswith(f"  SIP cert  {cert}  (self-signed")
+    assert "trust this file" in lines[at + 1]
+    assert not any("SIP cert" in line for line in render_banner(facts()).splitlines())

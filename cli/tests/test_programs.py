@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -83,3 +84,34 @@ def test_nats_server_binary_can_be_overridden(
 def test_ipv6_hosts_are_bracketed_in_urls(tmp_path: Path) -> None:
     assert url_host("::1") == "[::1]"
     assert url_host("127.0.0.1") == "127.0.0.1"
+
+
+def test_signaling_listens_on_tls_with_the_data_dirs_certificate(platform: Platform) -> None:
+    data = platform.data
+    with_tls = dataclasses.replace(
+        platform,
+        sip_port=15060,
+        sip_tls_port=15061,
+        sip_tls_cert=str(data.sip_tls_cert),
+        sip_tls_key=str(data.sip_tls_key),
+    )
+    signaling = build_programs(with_tls)[-1]
+    assert signaling.command[1:] == ("-m", "trunkline.signaling")
+    env = signaling.environment
+    assert env["TRUNKLINE_SIP_HOST"] == "127.0.0.1"
+    assert env["TRUNKLINE_SIP_PORT"] == "15060"
+    assert env["TRUNKLINE_SIP_TLS_PORT"] == "15061"
+    assert env["TRUNKLINE_SIP_TLS_CERT"] == str(data.root / "sip-tls-cert.pem")
+    assert env["TRUNKLINE_SIP_TLS_KEY"] == str(data.root / "sip-tls-key.pem")
+    assert env["TRUNKLINE_ZONE"] == "example.test"
+    assert env["TRUNKLINE_EDGE"] == "local"
+    # Both ports are checked for being free before the start, and probed after it.
+    assert signaling.listens == (("127.0.0.1", 15060), ("127.0.0.1", 15061))
+    assert signaling.probes == (TcpProbe("127.0.0.1", 15060), TcpProbe("127.0.0.1", 15061))
+    assert with_tls.sip_tls_address == "127.0.0.1:15061"
+
+
+def test_signaling_without_a_certificate_listens_on_udp_and_tcp_only(platform: Platform) -> None:
+    signaling = build_programs(platform)[-1]
+    assert not any(name.startswith("TRUNKLINE_SIP_TLS") for name in signaling.environment)
+    assert signaling.listens == (("127.0.0.1", platform.sip_port),)

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-import wave
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,6 @@ from types import ModuleType
 from typing import Any
 
 import grpc
-import numpy as np
 import pytest
 
 from trunkline.media.testing import media_service as run_media_service
@@ -35,7 +33,6 @@ PARTIES = Path(__file__).parent / "media_parties"
 CALLER_HZ = 440.0  # A: 1000 / 440 is no ratio of small integers, so neither is a harmonic
 CALLEE_HZ = 1000.0
 DURATION = 3.0  # seconds of audio per call
-SETTLE = 0.5  # seconds of a recording skipped: jitter buffer fill, first packets
 NAT_ADDRESS = "10.255.255.1"  # what a PBX behind a NAT advertises
 
 
@@ -51,6 +48,7 @@ def _load(name: str) -> ModuleType:
 
 
 proxy_module = _load("proxy")
+Spectrum = _load("tones").Spectrum
 TestProxy = proxy_module.TestProxy
 MediaControl = proxy_module.MediaControl
 advertise_address: Callable[[bytes, str], bytes] = proxy_module.advertise_address
@@ -76,54 +74,6 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
-
-
-@dataclass
-class Spectrum:
-    """What an FFT finds in a recording, past its first SETTLE seconds."""
-
-    path: Path
-    rms: float
-    dominant_hz: float
-    freqs: np.ndarray[Any, np.dtype[np.float64]]
-    magnitude: np.ndarray[Any, np.dtype[np.float64]]
-
-    @classmethod
-    def of(cls, path: Path) -> Spectrum:
-        with wave.open(str(path)) as recording:
-            rate = recording.getframerate()
-            assert recording.getsampwidth() == 2 and recording.getnchannels() == 1
-            raw = recording.readframes(recording.getnframes())
-        samples = np.frombuffer(raw, dtype="<i2").astype(np.float64)[int(SETTLE * rate) :]
-        assert len(samples) >= rate, f"{path.name}: only {len(samples) / rate:.2f} s recorded"
-        magnitude = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
-        freqs = np.fft.rfftfreq(len(samples), 1 / rate)
-        # The telephone band: below 300 Hz and above 3400 Hz is no tone of ours.
-        band = (freqs >= 300) & (freqs <= 3400)
-        freqs, magnitude = freqs[band], magnitude[band]
-        rms = float(np.sqrt(np.mean(samples**2)))
-        return cls(path, rms, float(freqs[np.argmax(magnitude)]), freqs, magnitude)
-
-    def prominence(self, hz: float) -> float:
-        """The peak near `hz` over the spectrum's median (the window spreads a tone over a
-        few bins)."""
-        near = np.abs(self.freqs - hz) <= 5
-        median = float(np.median(self.magnitude))
-        return float(self.magnitude[near].max()) / median if median > 0 else 0.0
-
-    def hears(self, hz: float) -> bool:
-        return (
-            self.rms > 100  # digital silence has no tone, whatever its spectrum's shape
-            and abs(self.dominant_hz - hz) <= 5
-            and self.prominence(hz) >= 10
-        )
-
-    def __str__(self) -> str:
-        return (
-            f"{self.path.name}: rms {self.rms:.0f}, dominant {self.dominant_hz:.1f} Hz, "
-            f"{CALLER_HZ:g} Hz at {self.prominence(CALLER_HZ):.1f}x and "
-            f"{CALLEE_HZ:g} Hz at {self.prominence(CALLEE_HZ):.1f}x the median"
-        )
 
 
 class PartyProcess:
@@ -196,7 +146,8 @@ class CallResult:
 
     def explain(self) -> str:
         return (
-            f"{self.caller_heard}\n{self.callee_heard}\ncaller {self.caller}\n"
+            f"{self.caller_heard.describe(CALLER_HZ, CALLEE_HZ)}\n"
+            f"{self.callee_heard.describe(CALLER_HZ, CALLEE_HZ)}\ncaller {self.caller}\n"
             f"callee {self.callee}\nproxy trace {self.proxy.trace}, errors {self.proxy.errors}"
         )
 

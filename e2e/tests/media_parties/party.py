@@ -4,6 +4,11 @@ Run: python party.py --role callee --tone-hz 1000 --record B.wav
      python party.py --role caller --tone-hz 440 --record A.wav --call sip:b@127.0.0.1:5070
 (without --call, the caller reads the URI to call from stdin once it is ready).
 
+As a PBX calling through a trunk, the caller takes the SIP transport (--transport udp, tcp
+or tls; TLS verifies the server against --tls-ca, or not at all without it), an outbound
+proxy (--proxy), its own From URI (--id-uri) and digest credentials (--username,
+--password) for a 407.
+
 The pjsua2-python wheel allows one Endpoint per process (FIELD-NOTES), so each party is a
 process. It uses the null sound device, plays a generated tone through an AudioMediaPlayer
 into the call and records what it receives from the call with an AudioMediaRecorder. The
@@ -12,7 +17,11 @@ callee answers every INVITE with 200 and exits when the call ends.
 
 Progress goes to stdout as one JSON object per line: {"event": "ready", "sip_port": N} once
 the SIP transport listens, then "media" when audio flows, then "done" with the outcome. The
-exit status is 0 only if the call was answered, had active audio and ended with a BYE.
+exit status is 0 only if the call was answered, had active audio and ended with a BYE. The
+callee also reports the INVITE it got ("invite": request URI, From, To, SDP), and with --log
+each party reports the final responses to its INVITEs it received, from pjsip's message log
+("response": status, reason, X-Trunkline-Error-Code, SDP), before "done". (pjsua2 calls
+onCallTsxState neither for a 407 it answers nor for the final refusal that ends a call.)
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 import wave
@@ -33,6 +43,11 @@ import pjsua2 as pj
 HOST = "127.0.0.1"
 RATE = 8000
 KEPT_CODECS = ("PCMU/8000/1", "PCMA/8000/1")
+TRANSPORTS = {
+    "udp": pj.PJSIP_TRANSPORT_UDP,
+    "tcp": pj.PJSIP_TRANSPORT_TCP,
+    "tls": pj.PJSIP_TRANSPORT_TLS,
+}
 
 
 # pjlib writes its first log lines to stdout before any log configuration applies, so the
@@ -66,6 +81,7 @@ class Outcome:
     media_at: float | None = None
     disconnected: bool = False
     last_status: int = 0
+    last_reason: str = ""
     rx_packets: int = 0
     tx_packets: int = 0
     remote_rtp_address: str = ""
@@ -83,15 +99,20 @@ class Party:
         self.outcome = Outcome()
         self.call: PartyCall | None = None
 
-    def report(self) -> bool:
-        """Print the "done" line; whether the call went as a test call should."""
+    def ok(self) -> bool:
+        """Whether the call went as a test call should."""
         outcome = self.outcome
-        ok = (
+        return (
             outcome.answered
             and outcome.media_at is not None
             and outcome.disconnected
             and not outcome.errors
         )
+
+    def report(self) -> bool:
+        """Print the "done" line; whether the call went as a test call should."""
+        outcome = self.outcome
+        ok = self.ok()
         emit(
             "done",
             ok=ok,
@@ -99,6 +120,7 @@ class Party:
             media=outcome.media_at is not None,
             disconnected=outcome.disconnected,
             last_status=outcome.last_status,
+            last_reason=outcome.last_reason,
             rx_packets=outcome.rx_packets,
             tx_packets=outcome.tx_packets,
             remote_rtp_address=outcome.remote_rtp_address,
@@ -126,6 +148,7 @@ class PartyCall(pj.Call):  # type: ignore[misc]
         elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
             outcome.disconnected = True
             outcome.last_status = int(info.lastStatusCode)
+            outcome.last_reason = str(info.lastReason)
 
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
         if self.wired:
@@ -154,12 +177,74 @@ class PartyCall(pj.Call):  # type: ignore[misc]
         self.party.outcome.remote_rtp_address = str(info.remoteRtpAddress)
 
 
+@dataclass
+class SipText:
+    """A SIP message as text: its start line, headers and body (enough for the reports)."""
+
+    start: str
+    headers: list[tuple[str, str]]
+    body: str
+
+    def header(self, name: str) -> str:
+        return next((v for n, v in self.headers if n.lower() == name.lower()), "")
+
+
+def parse_sip(text: str) -> SipText | None:
+    head, _, body = text.replace("\r\n", "\n").partition("\n\n")
+    lines = head.split("\n")
+    if not lines or not lines[0]:
+        return None
+    headers = []
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if colon:
+            headers.append((name.strip(), value.strip()))
+    return SipText(lines[0], headers, body)
+
+
+# pjsua's message log: a received message follows this line and ends with "--end msg--".
+_RX_RESPONSE = re.compile(
+    r"RX \d+ bytes Response msg (\d{3})/INVITE/cseq=\d+ \(\w+\) from \S+ \S+:\n(.*?)\n--end msg--",
+    re.DOTALL,
+)
+
+
+def invite_responses(log: Path) -> list[dict[str, Any]]:
+    """The final responses to INVITEs in a pjsip log (level 4 or more), in order."""
+    responses = []
+    for found in _RX_RESPONSE.finditer(log.read_text(errors="replace")):
+        status = int(found.group(1))
+        message = parse_sip(found.group(2))
+        if status < 200 or message is None:
+            continue
+        parts = message.start.split(" ", 2)
+        responses.append(
+            {
+                "status": status,
+                "reason": parts[2] if len(parts) > 2 else "",
+                "error_code": message.header("X-Trunkline-Error-Code"),
+                "sdp": message.body,
+            }
+        )
+    return responses
+
+
 class CalleeAccount(pj.Account):  # type: ignore[misc]
     def __init__(self, party: Party) -> None:
         super().__init__()
         self.party = party
 
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
+        invite = parse_sip(str(prm.rdata.wholeMsg))
+        if invite is not None:
+            emit(
+                "invite",
+                request_uri=invite.start.split()[1],
+                to=invite.header("To") or invite.header("t"),
+                source=str(prm.rdata.srcAddress),
+                sdp=invite.body,
+                **{"from": invite.header("From") or invite.header("f")},
+            )
         call = PartyCall(self, self.party, prm.callId)
         self.party.call = call
         answer = pj.CallOpParam()
@@ -195,10 +280,18 @@ def limit_codecs(ep: pj.Endpoint) -> None:
         ep.codecSetPriority(codec_id, priority)
 
 
-def account_config(args: argparse.Namespace, sip_port: int) -> pj.AccountConfig:
+def account_config(args: argparse.Namespace, sip_port: int, transport_id: int) -> pj.AccountConfig:
     cfg = pj.AccountConfig()
-    cfg.idUri = f"sip:{args.role}@{HOST}:{sip_port}"
-    cfg.sipConfig.contactForced = f"<sip:{args.role}@{HOST}:{sip_port}>"
+    cfg.idUri = args.id_uri or f"sip:{args.role}@{HOST}:{sip_port}"
+    suffix = "" if args.transport == "udp" else f";transport={args.transport}"
+    cfg.sipConfig.contactForced = f"<sip:{args.role}@{HOST}:{sip_port}{suffix}>"
+    cfg.sipConfig.transportId = transport_id
+    if args.proxy:
+        cfg.sipConfig.proxies.append(args.proxy)
+    if args.username:
+        cfg.sipConfig.authCreds.append(
+            pj.AuthCredInfo("digest", "*", args.username, 0, args.password or "")
+        )
     media = cfg.mediaConfig.transportConfig
     media.boundAddress = HOST
     media.publicAddress = HOST
@@ -206,8 +299,9 @@ def account_config(args: argparse.Namespace, sip_port: int) -> pj.AccountConfig:
     media.portRange = 100
     if args.srtp:
         cfg.mediaConfig.srtpUse = pj.PJMEDIA_SRTP_MANDATORY
-        # SDES keys in the clear over UDP signaling: fine on loopback, refused by default.
-        cfg.mediaConfig.srtpSecureSignaling = 0
+        # SDES keys in the clear over UDP signaling: fine on loopback, refused by default
+        # (--secure-signaling: only over TLS, as a PBX should).
+        cfg.mediaConfig.srtpSecureSignaling = 1 if args.secure_signaling else 0
     else:
         cfg.mediaConfig.srtpUse = pj.PJMEDIA_SRTP_DISABLED
     cfg.natConfig.iceEnabled = False
@@ -225,14 +319,20 @@ def run(args: argparse.Namespace) -> int:
         transport = pj.TransportConfig()
         transport.boundAddress = HOST
         transport.port = args.sip_port
-        transport_id = ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, transport)
+        if args.transport == "tls":
+            tls = transport.tlsConfig
+            tls.method = pj.PJSIP_TLSV1_2_METHOD  # the bundled OpenSSL 1.0.2's newest
+            if args.tls_ca:
+                tls.CaListFile = args.tls_ca
+                tls.verifyServer = True
+        transport_id = ep.transportCreate(TRANSPORTS[args.transport], transport)
         ep.libStart()
         ep.audDevManager().setNullDev()
         limit_codecs(ep)
         sip_port = int(ep.transportGetInfo(transport_id).localName.rsplit(":", 1)[1])
         party = Party(tone, Path(args.record))
         account = CalleeAccount(party) if args.role == "callee" else pj.Account()
-        account.create(account_config(args, sip_port))
+        account.create(account_config(args, sip_port, transport_id))
         emit("ready", sip_port=sip_port, role=args.role)
         if args.role == "caller":
             # Without --call the URI comes on stdin: the test starts both parties at once
@@ -249,15 +349,18 @@ def run(args: argparse.Namespace) -> int:
     finally:
         # FIELD-NOTES: calls, players and recorders go before libDestroy(), or the process
         # may abort at exit (and the recorder would leave its WAV header unfinished).
-        ok = False
         if party is not None:
-            ok = party.report()
             party.release()
         if account is not None:
             account.shutdown()
             del account
         # The call is over: no need to wait (a second, by default) for unregistrations.
         ep.libDestroy(pj.PJSUA_DESTROY_NO_NETWORK)
+        # pjsua writes its log unflushed: it is complete only once the library is gone.
+        if args.log and Path(args.log).exists():
+            for response in invite_responses(Path(args.log)):
+                emit("response", **response)
+        ok = party is not None and party.report()
     return 0 if ok else 1
 
 
@@ -300,6 +403,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--sip-port", type=int, default=0, help="0: any free port")
     parser.add_argument("--rtp-port", type=int, default=0, help="first RTP port to try")
     parser.add_argument("--srtp", action="store_true", help="mandatory SRTP with SDES")
+    parser.add_argument(
+        "--secure-signaling", action="store_true", help="with --srtp: SDES only over TLS"
+    )
+    parser.add_argument("--transport", choices=sorted(TRANSPORTS), default="udp")
+    parser.add_argument("--tls-ca", help="verify a TLS server against this PEM file")
+    parser.add_argument("--proxy", help="outbound proxy URI (e.g. sip:h:p;transport=tls;lr)")
+    parser.add_argument("--id-uri", help="this party's URI (From), e.g. sip:+1...@domain")
+    parser.add_argument("--username", help="digest username for a 401/407")
+    parser.add_argument("--password", help="digest password")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds of audio")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds beyond duration")
     parser.add_argument("--log", help="pjsip log file")

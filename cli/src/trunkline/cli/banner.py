@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 READY_LINE = "Trunkline is ready."
+TRUST_NOTE = "self-signed: PBXs using TLS trust this file as a CA"
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,8 @@ class BannerFacts:
     # Only on the first start: afterwards the token is in the bootstrap file, not on screen.
     auth_token: str | None = None
     sip_addresses: Sequence[str] = field(default_factory=tuple)
+    # The self-signed certificate of SIP over TLS, which a PBX must trust.
+    sip_tls_certificate: Path | None = None
     media_address: str | None = None
 
 
@@ -37,6 +40,11 @@ def render_banner(facts: BannerFacts) -> str:
         f"  Console   {facts.console_url}",
         f"  NATS      {facts.nats_url}  (monitoring {facts.nats_monitor_url})",
         f"  SIP       {sip}",
+        *(
+            [f"  SIP cert  {facts.sip_tls_certificate}  ({TRUST_NOTE})"]
+            if facts.sip_tls_certificate
+            else []
+        ),
         *([f"  Media     gRPC {facts.media_address}  (RTP relay)"] if facts.media_address else []),
         f"  Data dir  {facts.data_dir}",
         f"  Logs      {facts.data_dir / 'logs'}",

@@ -9,6 +9,7 @@ services it needs. A new service (signaling, media, auth, ...) is one more entry
 from __future__ import annotations
 
 import importlib.metadata
+import ipaddress
 import os
 import shutil
 import sys
@@ -18,9 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from trunkline.cli.datadir import DataDir
+from trunkline.cli.datadir import CertificateNames, DataDir
+from trunkline.domain.domains import EDGES, LEGACY_EDGES
 
 NATS_SERVER_ENV: Final = "TRUNKLINE_NATS_SERVER"
+# The edge the embedded platform's signaling service is (`<name>.pstn.local.<zone>`).
+LOCAL_EDGE: Final = "local"
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,10 @@ class Platform:
     media_port: int = 7100
     auth_port: int = 7200
     sip_port: int = 5060
+    sip_tls_port: int = 5061
+    # PEM files of the SIP TLS listener; without both, signaling listens on UDP and TCP only.
+    sip_tls_cert: str = ""
+    sip_tls_key: str = ""
     carriers_file: str = ""
     nonce_secret: str = ""
     python: str = field(default=sys.executable)
@@ -67,8 +75,36 @@ class Platform:
         return f"{url_host(self.host)}:{self.sip_port}"
 
     @property
+    def sip_tls_address(self) -> str:
+        return f"{url_host(self.host)}:{self.sip_tls_port}"
+
+    @property
+    def sip_tls(self) -> bool:
+        return bool(self.sip_tls_cert and self.sip_tls_key)
+
+    @property
     def nats_monitor_url(self) -> str:
         return f"http://{url_host(self.host)}:{self.nats_monitor_port}"
+
+
+def sip_certificate_names(zone: str, host: str) -> CertificateNames:
+    """What the SIP TLS certificate must name: every trunk domain of the zone, at any edge
+    the signaling service accepts (one wildcard label each: `*.pstn.<zone>`,
+    `*.pstn.<edge>.<zone>`), `localhost`, and the address PBXs connect to (the loopback
+    addresses when the platform binds every address)."""
+    zone = zone.lower().rstrip(".")
+    edges = (LOCAL_EDGE, *EDGES, *LEGACY_EDGES)
+    dns = [f"*.pstn.{zone}", *(f"*.pstn.{edge}.{zone}" for edge in edges), "localhost"]
+    ips: list[str] = []
+    bare = host.strip("[]")
+    try:
+        address = ipaddress.ip_address(bare)
+    except ValueError:
+        if bare.lower() != "localhost":
+            dns.append(bare.lower())
+    else:
+        ips = ["127.0.0.1", "::1"] if address.is_unspecified else [str(address)]
+    return CertificateNames(dns=tuple(dns), ips=tuple(ips))
 
 
 def url_host(host: str) -> str:
@@ -222,19 +258,26 @@ def signaling(platform: Platform) -> Program:
         "TRUNKLINE_STORE": platform.store_url,
         "TRUNKLINE_NATS_URL": platform.nats_url,
         "TRUNKLINE_ZONE": platform.zone,
-        "TRUNKLINE_EDGE": "local",
+        "TRUNKLINE_EDGE": LOCAL_EDGE,
         "TRUNKLINE_AUTH_ADDRESS": platform.auth_address,
         "TRUNKLINE_MEDIA_ADDRESS": platform.media_address,
         "PYTHONUNBUFFERED": "1",
     }
+    listens = [(platform.host, platform.sip_port)]
+    if platform.sip_tls:
+        environment["TRUNKLINE_SIP_TLS_PORT"] = str(platform.sip_tls_port)
+        environment["TRUNKLINE_SIP_TLS_CERT"] = platform.sip_tls_cert
+        environment["TRUNKLINE_SIP_TLS_KEY"] = platform.sip_tls_key
+        listens.append((platform.host, platform.sip_tls_port))
     if platform.carriers_file:
         environment["TRUNKLINE_CARRIERS_FILE"] = platform.carriers_file
     return Program(
         name="signaling",
         command=(platform.python, "-m", "trunkline.signaling"),
         environment=environment,
-        listens=((platform.host, platform.sip_port),),
-        probes=(TcpProbe(platform.host, platform.sip_port),),
+        listens=tuple(listens),
+        # The TLS listener opens last: once it accepts, the service is up.
+        probes=tuple(TcpProbe(host, port) for host, port in listens),
     )
 
 

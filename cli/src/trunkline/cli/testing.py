@@ -126,6 +126,7 @@ class Launcher:
     media_port: int = field(default_factory=lambda: free_ports(1)[0])
     auth_port: int = field(default_factory=lambda: free_ports(1)[0])
     sip_port: int = field(default_factory=lambda: free_ports(1)[0])
+    sip_tls_port: int = field(default_factory=lambda: free_ports(1)[0])
     launched: list[RunningPlatform] = field(default_factory=list)
 
     def start(self) -> RunningPlatform:
@@ -142,6 +143,7 @@ class Launcher:
                     "--media-port", str(self.media_port),
                     "--auth-port", str(self.auth_port),
                     "--sip-port", str(self.sip_port),
+                    "--sip-tls-port", str(self.sip_tls_port),
                     "--timeout", "60",
                     *self.extra_args,
                 ),

@@ -23,7 +23,13 @@ from trunkline.cli.admin_client import AdminClient, AdminError
 from trunkline.cli.banner import BannerFacts, render_banner
 from trunkline.cli.datadir import MAX_SOCKET_PATH, DataDir, write_private
 from trunkline.cli.options import data_dir_option
-from trunkline.cli.programs import NatsServerNotFound, Platform, Program, build_programs
+from trunkline.cli.programs import (
+    NatsServerNotFound,
+    Platform,
+    Program,
+    build_programs,
+    sip_certificate_names,
+)
 from trunkline.cli.readiness import Interrupted, NotReady, wait_until_ready
 from trunkline.cli.seed import seed_csv
 from trunkline.cli.supervisor_rpc import Supervisor, SupervisorUnavailable
@@ -175,6 +181,21 @@ def ensure_bootstrap(data: DataDir, platform: Platform) -> tuple[dict[str, Any],
     return state, created
 
 
+def ensure_sip_certificate(data: DataDir, platform: Platform) -> None:
+    """The signaling service's TLS certificate: made on the first start, kept afterwards
+    while it is valid for the zone and host, replaced (and said so) when it is not."""
+    names = sip_certificate_names(platform.zone, platform.host)
+    try:
+        reason = data.load_or_create_sip_certificate(names)
+    except OSError as error:
+        raise click.ClickException(f"could not write the SIP TLS certificate: {error}") from error
+    if reason is not None:
+        click.echo(
+            f"Made a self-signed SIP TLS certificate for {names.dns[0]} in "
+            f"{data.sip_tls_cert} ({reason})."
+        )
+
+
 @click.command()
 @data_dir_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address every service binds.")
@@ -205,6 +226,14 @@ def ensure_bootstrap(data: DataDir, platform: Platform) -> tuple[dict[str, Any],
     default=5060,
     show_default=True,
     help="SIP port (UDP and TCP) of the signaling service.",
+)
+@click.option(
+    "--sip-tls-port",
+    type=click.IntRange(1, 65535),
+    default=5061,
+    show_default=True,
+    help="SIP over TLS port of the signaling service (a self-signed certificate for the "
+    "zone's trunk domains is made in the data dir on the first start).",
 )
 @click.option(
     "--carriers",
@@ -255,6 +284,7 @@ def up(
     media_port: int,
     auth_port: int,
     sip_port: int,
+    sip_tls_port: int,
     carriers_file: Path | None,
     nats_port: int,
     nats_monitor_port: int | None,
@@ -274,6 +304,9 @@ def up(
             f"the data dir path is too long for supervisord's unix socket "
             f"({data.supervisord_socket}); choose a shorter --data-dir"
         )
+    if sip_tls_port == sip_port:
+        # TCP and TLS would both bind that TCP port.
+        raise click.ClickException(f"--sip-tls-port must differ from --sip-port ({sip_port})")
     monitor_port = nats_monitor_port or nats_port + MONITOR_PORT_OFFSET
     if monitor_port > 65535:
         raise click.ClickException(
@@ -299,6 +332,9 @@ def up(
         media_port=media_port,
         auth_port=auth_port,
         sip_port=sip_port,
+        sip_tls_port=sip_tls_port,
+        sip_tls_cert=str(data.sip_tls_cert),
+        sip_tls_key=str(data.sip_tls_key),
         carriers_file=str(carriers_file.resolve()) if carriers_file else "",
         nonce_secret=data.load_or_create_nonce_secret(),
     )
@@ -316,6 +352,7 @@ def up(
                 "so its services may still be running"
             )
         raise click.ClickException("address already in use: " + ", ".join(busy) + hint)
+    ensure_sip_certificate(data, platform)
     # The config carries the admin token in the api's environment, hence 0600.
     write_private(data.supervisord_conf, render(data, programs))
 
@@ -369,6 +406,8 @@ def _run(
             "nats_monitor_url": platform.nats_monitor_url,
             "media_address": platform.media_address,
             "sip_address": platform.sip_address,
+            "sip_tls_address": platform.sip_tls_address,
+            "sip_tls_certificate": str(data.sip_tls_cert),
             "pid": os.getpid(),
             "supervisord_pid": proc.pid,
         }
@@ -384,7 +423,12 @@ def _run(
         account_sid=bootstrap.get("account_sid"),
         auth_token=bootstrap.get("auth_token") if created else None,
         media_address=platform.media_address,
-        sip_addresses=(f"udp:{platform.sip_address}", f"tcp:{platform.sip_address}"),
+        sip_addresses=(
+            f"udp:{platform.sip_address}",
+            f"tcp:{platform.sip_address}",
+            f"tls:{platform.sip_tls_address}",
+        ),
+        sip_tls_certificate=data.sip_tls_cert,
     )
     click.echo(render_banner(facts), nl=False)
     sys.stdout.flush()

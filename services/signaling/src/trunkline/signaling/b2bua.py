@@ -174,6 +174,10 @@ class Call:
     on_done: Callable[[Call], None] = lambda call: None
     # Called with each Call-ID leg B uses, so the service routes its messages here.
     on_call_id: Callable[[str, Call], None] = lambda call_id, call: None
+    # Called with the key of each client transaction the call starts (see on_call_id).
+    on_key: Callable[[TransactionKey, Call], None] = lambda key, call: None
+    keys: list[TransactionKey] = field(default_factory=list)
+    call_ids: list[str] = field(default_factory=list)  # of leg B's attempts and transfers
     # -- what the events and the CDR say about the call
     account_sid: str = ""
     trunk_sid: str = ""
@@ -359,7 +363,7 @@ class Call:
         self.b_dialog = None
         self.on_call_id(request.call_id, self)
         try:
-            self.b_key = self.endpoint.send_request(request, destination.peer)
+            self.b_key = self._start_transaction(request, destination.peer)
             self._attempts[self.b_key] = (request, destination.peer)
         except Exception as error:  # an unroutable transport, a refused connection
             log.warning(
@@ -507,7 +511,7 @@ class Call:
         self.b_request = retry
         self.b_got_response = False
         try:
-            self.b_key = self.endpoint.send_request(retry, destination.peer)
+            self.b_key = self._start_transaction(retry, destination.peer)
         except Exception:
             return False
         self._attempts[self.b_key] = (retry, destination.peer)
@@ -563,9 +567,17 @@ class Call:
         bye = self.a_dialog.create_request("BYE", via=self.endpoint.via(self.a_source.transport))
         self._send_request(bye, self.a_source)
 
+    def _start_transaction(self, request: Request, peer: Peer) -> TransactionKey:
+        """Send a request of this call; the service learns its key, so that a timeout or a
+        transport error of that transaction comes back here."""
+        key = self.endpoint.send_request(request, peer)
+        self.keys.append(key)
+        self.on_key(key, self)
+        return key
+
     def _send_request(self, request: Request, peer: Peer) -> TransactionKey | None:
         try:
-            return self.endpoint.send_request(request, peer)
+            return self._start_transaction(request, peer)
         except Exception as error:
             log.warning(
                 "request not sent",
@@ -809,7 +821,7 @@ class Call:
         transfer.peer = destination.peer
         self.on_call_id(request.call_id, self)
         try:
-            transfer.key = self.endpoint.send_request(request, destination.peer)
+            transfer.key = self._start_transaction(request, destination.peer)
         except Exception:
             transfer.last_status, transfer.last_reason = 503, "Transfer target unreachable"
             self._transfer_next()

@@ -130,6 +130,7 @@ class Signaling:
         self.dialogs = DialogLayer()
         self.calls: dict[str, Call] = {}  # by the Call-ID of either leg
         self.by_sid: dict[str, Call] = {}
+        self.by_key: dict[TransactionKey, Call] = {}  # every transaction of every call
         # Per trunk and edge; each pod of an edge holds its own share of the rate.
         self.cps: CpsLimiter[tuple[str, str]] = CpsLimiter(default_rate=config.default_cps)
         self.concurrent: ConcurrencyLimit[str] = ConcurrencyLimit()
@@ -182,12 +183,7 @@ class Signaling:
                 call.on_event(event)
 
     def _call_for_key(self, key: TransactionKey) -> Call | None:
-        for call in self.by_sid.values():
-            if key in (call.a_key, call.b_key) or (
-                call.reinvite is not None and key == call.reinvite.client_key
-            ):
-                return call
-        return None
+        return self.by_key.get(key)
 
     def _request(self, event: RequestReceived) -> None:
         request = event.request
@@ -405,6 +401,7 @@ class Signaling:
             max_duration=self.config.max_call_duration,
             on_done=self._call_done,
             on_call_id=self._register,
+            on_key=self._register_key,
             account_sid=trunk.account_sid,
             trunk_sid=trunk.sid,
             edge=edge,
@@ -417,6 +414,7 @@ class Signaling:
         )
         self.calls[request.call_id] = call
         self.by_sid[sid] = call
+        self.by_key[event.key] = call
         ACTIVE_CALLS.inc()
         return call
 
@@ -435,12 +433,20 @@ class Signaling:
 
     def _register(self, call_id: str, call: Call) -> None:
         self.calls[call_id] = call
+        call.call_ids.append(call_id)
+
+    def _register_key(self, key: TransactionKey, call: Call) -> None:
+        self.by_key[key] = call
 
     def _call_done(self, call: Call) -> None:
         ACTIVE_CALLS.dec()
         self.by_sid.pop(call.sid, None)
-        for call_id in [k for k, v in self.calls.items() if v is call]:
-            del self.calls[call_id]
+        for call_id in (call.a_request.call_id, *call.call_ids):
+            if self.calls.get(call_id) is call:
+                del self.calls[call_id]
+        self.by_key.pop(call.a_key, None)
+        for key in call.keys:
+            self.by_key.pop(key, None)
         if call.holds_concurrency:
             self.concurrent.release(call.trunk_sid)
 

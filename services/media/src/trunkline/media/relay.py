@@ -41,7 +41,9 @@ log = logging.getLogger("trunkline.media.relay")
 
 _LATCHED = (Verdict.LATCHED, Verdict.RELATCHED)
 _SEQ_TS_SSRC = struct.Struct("!HII").unpack_from
-_BIND_ATTEMPTS = 16
+# A busy port (another process holds it) moves the leg to the next free pair; give up only
+# when this many in a row are taken.
+_BIND_ATTEMPTS = 256
 _EVENT_QUEUE = 10_000
 
 

@@ -265,6 +265,14 @@ class Call:
     def on_event(
         self, event: RequestReceived | ResponseReceived | TransactionTimeout | TransportError
     ) -> None:
+        if self.state is CallState.ENDED and self._task is not None and self._task.done():
+            # The call is over but its attempts' Call-IDs still lead here for a while.
+            if isinstance(event, ResponseReceived):
+                self._stray_response(event.response, event.key)
+            elif isinstance(event, RequestReceived) and event.key is not None:
+                with contextlib.suppress(TransactionError):
+                    self.endpoint.respond(event.key, make_response(event.request, 481))
+            return
         if isinstance(event, ResponseReceived):
             self.submit(lambda: self._response(event.response, event.key))
         elif isinstance(event, RequestReceived):
@@ -388,11 +396,7 @@ class Call:
             if method == "INVITE":
                 await self._transfer_response(response, key)
             return
-        if (
-            method == "INVITE"
-            and self.b_request is not None
-            and response.call_id == self.b_request.call_id
-        ):
+        if method == "INVITE" and self.b_request is not None and self._is_attempt(response):
             if self.reinvite is not None and self.reinvite.to_b and key == self.reinvite.client_key:
                 await self._reinvite_response(response)
                 return
@@ -403,10 +407,8 @@ class Call:
 
     async def _b_invite_response(self, response: Response, key: TransactionKey | None) -> None:
         status = response.status
-        if key is not None and key != self.b_key:
-            if 200 <= status < 300:
-                # A late 2xx from an attempt given up on: acknowledge it and hang up.
-                self._ack_and_bye_stray(key, response)
+        if key != self.b_key and (key is not None or response.call_id != self._b_call_id):
+            self._stray_response(response, key)
             return
         if key is None and 200 <= status < 300:
             # A 2xx retransmission (18.1.2: after the transaction ended): ACK it again.
@@ -538,8 +540,32 @@ class Call:
         self._b_ack = self.b_dialog.create_ack(self.b_request, via=self.endpoint.via(transport))
         self.endpoint.send_stateless(self._b_ack, self._dialog_peer(self.b_dialog, self.b_peer))
 
-    def _ack_and_bye_stray(self, key: TransactionKey, response: Response) -> None:
-        attempt = self._attempts.get(key)
+    @property
+    def _b_call_id(self) -> str:
+        return self.b_request.call_id if self.b_request is not None else ""
+
+    def _is_attempt(self, response: Response) -> bool:
+        call_id = response.call_id
+        return any(request.call_id == call_id for request, _ in self._attempts.values())
+
+    def _stray_response(self, response: Response, key: TransactionKey | None) -> None:
+        """A response to an INVITE of an attempt given up on (failover, or the call ended):
+        a ringing one is cancelled (RFC 3261 9.1), an answer acknowledged and hung up."""
+        if response.cseq.method != "INVITE":
+            return
+        status = response.status
+        if 100 < status < 200 and key is not None and key in self._attempts:
+            with contextlib.suppress(TransactionError):
+                self.endpoint.cancel(key)
+        elif 200 <= status < 300:
+            self._ack_and_bye_stray(key, response)
+
+    def _ack_and_bye_stray(self, key: TransactionKey | None, response: Response) -> None:
+        attempt = self._attempts.get(key) if key is not None else None
+        if attempt is None:
+            # A 2xx after its transaction ended (RFC 6026): find the attempt by Call-ID.
+            call_id = response.call_id
+            attempt = next((a for a in self._attempts.values() if a[0].call_id == call_id), None)
         if attempt is None:
             return
         request, peer = attempt

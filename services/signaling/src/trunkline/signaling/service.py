@@ -37,7 +37,13 @@ from trunkline.signaling.b2bua import (
 from trunkline.signaling.carriers import Gateway, attempt_order
 from trunkline.signaling.limits import ConcurrencyLimit, CpsLimiter, PingGuard
 from trunkline.signaling.sip.dialog import DialogLayer
-from trunkline.signaling.sip.message import Request, Response, make_response, new_tag
+from trunkline.signaling.sip.message import (
+    REASON_PHRASES,
+    Request,
+    Response,
+    make_response,
+    new_tag,
+)
 from trunkline.signaling.sip.transaction import (
     Event,
     Peer,
@@ -68,6 +74,7 @@ UNANSWERED = Counter(
 ACTIVE_CALLS = Gauge("trunkline_signaling_active_calls", "Calls in progress")
 
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, REFER, NOTIFY"
+_LINGER = 32.0  # seconds an ended call still takes its attempts' late responses
 # Carried from the PBX's INVITE to the carrier (never the leg's own headers).
 _PASSED_HEADERS = ("P-Asserted-Identity", "Remote-Party-ID", "Privacy", "User-Agent")
 
@@ -311,9 +318,7 @@ class Signaling:
             self.endpoint.respond(key, response)
             return ANSWERED
         if outcome != auth_pb2.Verdict.ALLOW:
-            return Reject(
-                verdict.sip_status or 403, verdict.reason or "Forbidden", verdict.error_code
-            )
+            return _refusal(verdict)
         # From here on the request is authenticated: tell the PBX we are working on it.
         self.endpoint.respond(key, make_response(request, 100))
         destination = identity.destination_number(request.uri)
@@ -330,9 +335,7 @@ class Signaling:
             )
         )
         if allowed.outcome != auth_pb2.Verdict.ALLOW:
-            return Reject(
-                allowed.sip_status or 403, allowed.reason or "Forbidden", allowed.error_code
-            )
+            return _refusal(allowed)
         number_sid = await self.cache.holder(claims.PHONE_NUMBER, destination)
         number = await self.cache.get(PhoneNumber, number_sid) if number_sid else None
         if number is not None and number.trunk_sid:
@@ -441,12 +444,20 @@ class Signaling:
     def _call_done(self, call: Call) -> None:
         ACTIVE_CALLS.dec()
         self.by_sid.pop(call.sid, None)
-        for call_id in (call.a_request.call_id, *call.call_ids):
+        if self.calls.get(call.a_request.call_id) is call:
+            del self.calls[call.a_request.call_id]
+        self.by_key.pop(call.a_key, None)
+        # Leg B's attempts may still answer (a late 2xx to ACK and hang up, a 1xx to CANCEL):
+        # keep routing them here for as long as an INVITE transaction lives (64*T1).
+        self.endpoint.loop.call_later(_LINGER, self._forget, call)
+
+    def _forget(self, call: Call) -> None:
+        for call_id in call.call_ids:
             if self.calls.get(call_id) is call:
                 del self.calls[call_id]
-        self.by_key.pop(call.a_key, None)
         for key in call.keys:
-            self.by_key.pop(key, None)
+            if self.by_key.get(key) is call:
+                del self.by_key[key]
         if call.holds_concurrency:
             self.concurrent.release(call.trunk_sid)
 
@@ -462,6 +473,16 @@ class AuthApi(Protocol):
     async def termination(self, request: auth_pb2.TerminationRequest) -> auth_pb2.Verdict: ...
 
     async def caller(self, request: auth_pb2.CallerRequest) -> auth_pb2.Verdict: ...
+
+
+def _refusal(verdict: auth_pb2.Verdict) -> Reject:
+    """The auth service's refusal as a SIP answer: "<standard phrase>: <what is wrong>"."""
+    status = verdict.sip_status or 403
+    standard = REASON_PHRASES.get(status, "Forbidden")
+    reason = verdict.reason or standard
+    if not reason.startswith(standard):
+        reason = f"{standard}: {reason}"
+    return Reject(status, reason, verdict.error_code)
 
 
 def _call_id(message: Request | Response) -> str:

@@ -661,7 +661,9 @@ def call_events(nats_url: str, account_sid: str, call_sid: str, timeout: float =
 
 
 def start_termination(
-    tmp_path_factory: pytest.TempPathFactory, sipp_binary: str
+    tmp_path_factory: pytest.TempPathFactory,
+    sipp_binary: str,
+    environment: Mapping[str, str] | None = None,
 ) -> Iterator[Termination]:
     """`trunkline up` with two carrier gateways (priority 10 and 20 on free UDP ports), the
     bootstrap account's SDK client and a caller ID it bought; stopped afterwards.
@@ -693,6 +695,10 @@ def start_termination(
             low = random.randrange(20000, 29000, 2)
             env.setenv("TRUNKLINE_MEDIA_PORT_MIN", str(low))
             env.setenv("TRUNKLINE_MEDIA_PORT_MAX", str(low + 1999))
+            for name, value in (environment or {}).items():
+                env.setenv(
+                    name, value
+                )  # platform settings a test needs (supervisord passes them on)
             platform = launcher.start()
         state = json.loads(platform.data.bootstrap_file.read_text())
         client = Client(state["account_sid"], state["auth_token"])

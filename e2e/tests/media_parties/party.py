@@ -7,21 +7,29 @@ Run: python party.py --role callee --tone-hz 1000 --record B.wav
 As a PBX calling through a trunk, the caller takes the SIP transport (--transport udp, tcp
 or tls; TLS verifies the server against --tls-ca, or not at all without it), an outbound
 proxy (--proxy), its own From URI (--id-uri) and digest credentials (--username,
---password) for a 407.
+--password) for a 407. With --transfer-to URI it transfers its call there (a blind
+transfer: REFER) `--transfer-after` seconds after its media is up, and reports the progress
+the far end NOTIFYs ("transfer_status": status, reason, final).
 
 The pjsua2-python wheel allows one Endpoint per process (FIELD-NOTES), so each party is a
 process. It uses the null sound device, plays a generated tone through an AudioMediaPlayer
 into the call and records what it receives from the call with an AudioMediaRecorder. The
 caller calls the given URI and hangs up `--duration` seconds after its media is up; the
-callee answers every INVITE with 200 and exits when the call ends.
+callee answers every INVITE with 200 (up to --calls of them, each recorded to a file of its
+own: --record for the first, `<stem>-2.wav` for the second, ...; 486 to any more) and exits
+when its calls have ended; with --hang-up it hangs up each `--duration` seconds after its
+media is up.
 
 Progress goes to stdout as one JSON object per line: {"event": "ready", "sip_port": N} once
-the SIP transport listens, then "media" when audio flows, then "done" with the outcome. The
-exit status is 0 only if the call was answered, had active audio and ended with a BYE. The
-callee also reports the INVITE it got ("invite": request URI, From, To, SDP), and with --log
-each party reports the final responses to its INVITEs it received, from pjsip's message log
-("response": status, reason, X-Trunkline-Error-Code, SDP), before "done". (pjsua2 calls
-onCallTsxState neither for a 407 it answers nor for the final refusal that ends a call.)
+the SIP transport listens, then "media" when audio flows, then "done" with the outcome (one
+per call, in the order they came, each with its number: "call": 1, 2, ...). The exit status
+is 0 only if every call was answered, had active audio and ended with a BYE. The callee also
+reports each INVITE it got ("invite": request URI, From, To, SDP), and with --log each party
+reports, from pjsip's message log and before "done", the final responses to its INVITEs
+("response": status, reason, X-Trunkline-Error-Code, SDP), the final responses to its REFERs
+("refer_response": the same) and every request it received ("request": method, request URI,
+From, To, Event, Subscription-State, body). (pjsua2 calls onCallTsxState neither for a 407
+it answers nor for the final refusal that ends a call.)
 """
 
 from __future__ import annotations
@@ -73,13 +81,15 @@ def write_tone(path: Path, hz: float, seconds: float = 1.0) -> None:
 
 @dataclass
 class Outcome:
-    """How the call went. `remote_rtp_address` is the far end's address from its SDP: pjmedia
+    """How a call went. `remote_rtp_address` is the far end's address from its SDP: pjmedia
     sends there until packets from another source teach it better (its own symmetric RTP),
-    so it names the relay's port even when the relay must latch."""
+    so it names the relay's port even when the relay must latch. `hung_up`: this party ended
+    the call (else the far end did, or it never connected)."""
 
     answered: bool = False
     media_at: float | None = None
     disconnected: bool = False
+    hung_up: bool = False
     last_status: int = 0
     last_reason: str = ""
     rx_packets: int = 0
@@ -87,49 +97,82 @@ class Outcome:
     remote_rtp_address: str = ""
     errors: list[str] = field(default_factory=list)
 
+    def ok(self) -> bool:
+        """Whether the call went as a test call should."""
+        return self.answered and self.media_at is not None and self.disconnected and not self.errors
+
+
+def tone_player(tone: Path) -> pj.AudioMediaPlayer:
+    player = pj.AudioMediaPlayer()
+    player.createPlayer(str(tone))  # loops by default
+    return player
+
 
 class Party:
-    """The media of one call: the tone player and the recorder, wired in when audio is up."""
+    """The media of a party: tone players (wired into each call when its audio is up) and the
+    calls, each with its recorder and outcome. `tones`: the tone of each call, the last one
+    for any further calls."""
 
-    def __init__(self, tone: Path, record: Path) -> None:
-        self.player = pj.AudioMediaPlayer()
-        self.player.createPlayer(str(tone))  # loops by default
+    def __init__(self, tones: list[Path], record: Path) -> None:
+        self.tones = tones
+        self.player = tone_player(tones[0])
+        self.record = record
+        # The first call's recorder and outcome exist from the start (errors before any
+        # call go there too).
         self.recorder = pj.AudioMediaRecorder()
         self.recorder.createRecorder(str(record))
         self.outcome = Outcome()
-        self.call: PartyCall | None = None
+        self.calls: list[PartyCall] = []
+        self.outcomes = [self.outcome]  # of each call (they outlive the calls)
+        self.refused: list[pj.Call] = []  # calls beyond --calls, kept until the end
+
+    @property
+    def call(self) -> PartyCall | None:
+        """The first call."""
+        return self.calls[0] if self.calls else None
+
+    def leg(self) -> tuple[pj.AudioMediaPlayer, pj.AudioMediaRecorder, Outcome]:
+        """The tone player, recorder and outcome for the next call."""
+        if not self.calls:
+            return self.player, self.recorder, self.outcome
+        number = len(self.calls) + 1
+        tone = self.tones[min(number, len(self.tones)) - 1]
+        player = self.player if tone == self.tones[0] else tone_player(tone)
+        recorder = pj.AudioMediaRecorder()
+        recorder.createRecorder(str(self.record.with_name(f"{self.record.stem}-{number}.wav")))
+        self.outcomes.append(Outcome())
+        return player, recorder, self.outcomes[-1]
 
     def ok(self) -> bool:
-        """Whether the call went as a test call should."""
-        outcome = self.outcome
-        return (
-            outcome.answered
-            and outcome.media_at is not None
-            and outcome.disconnected
-            and not outcome.errors
-        )
+        """Whether every call went as a test call should."""
+        return all(outcome.ok() for outcome in self.outcomes)
 
     def report(self) -> bool:
-        """Print the "done" line; whether the call went as a test call should."""
-        outcome = self.outcome
-        ok = self.ok()
-        emit(
-            "done",
-            ok=ok,
-            answered=outcome.answered,
-            media=outcome.media_at is not None,
-            disconnected=outcome.disconnected,
-            last_status=outcome.last_status,
-            last_reason=outcome.last_reason,
-            rx_packets=outcome.rx_packets,
-            tx_packets=outcome.tx_packets,
-            remote_rtp_address=outcome.remote_rtp_address,
-            errors=outcome.errors,
-        )
-        return ok
+        """Print a "done" line per call; whether every call went as a test call should."""
+        for number, outcome in enumerate(self.outcomes, start=1):
+            emit(
+                "done",
+                call=number,
+                ok=outcome.ok(),
+                answered=outcome.answered,
+                media=outcome.media_at is not None,
+                disconnected=outcome.disconnected,
+                hung_up=outcome.hung_up,
+                last_status=outcome.last_status,
+                last_reason=outcome.last_reason,
+                rx_packets=outcome.rx_packets,
+                tx_packets=outcome.tx_packets,
+                remote_rtp_address=outcome.remote_rtp_address,
+                errors=outcome.errors,
+            )
+        return self.ok()
 
     def release(self) -> None:
-        self.call = None
+        for call in self.calls:
+            del call.player
+            del call.recorder
+        self.calls.clear()
+        self.refused.clear()
         del self.player
         del self.recorder
 
@@ -138,11 +181,14 @@ class PartyCall(pj.Call):  # type: ignore[misc]
     def __init__(self, account: pj.Account, party: Party, call_id: int = -1) -> None:
         super().__init__(account, call_id)
         self.party = party
+        self.player, self.recorder, self.outcome = party.leg()
+        party.calls.append(self)
         self.wired = False
+        self.transfer_sent = False
 
     def onCallState(self, prm: pj.OnCallStateParam) -> None:
         info = self.getInfo()
-        outcome = self.party.outcome
+        outcome = self.outcome
         if info.state == pj.PJSIP_INV_STATE_CONFIRMED:
             outcome.answered = True
         elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
@@ -157,12 +203,26 @@ class PartyCall(pj.Call):  # type: ignore[misc]
         for index, media in enumerate(info.media):
             if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
                 audio = self.getAudioMedia(index)
-                self.party.player.startTransmit(audio)
-                audio.startTransmit(self.party.recorder)
+                self.player.startTransmit(audio)
+                audio.startTransmit(self.recorder)
                 self.wired = True
-                self.party.outcome.media_at = time.monotonic()
-                emit("media", index=index)
+                self.outcome.media_at = time.monotonic()
+                emit("media", index=index, call=self.party.calls.index(self) + 1)
                 return
+
+    def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:
+        # The response to our REFER, then the sipfrag of each NOTIFY about it.
+        emit(
+            "transfer_status",
+            status=int(prm.statusCode),
+            reason=str(prm.reason),
+            final=bool(prm.finalNotify),
+        )
+
+    def hang_up(self) -> None:
+        self.collect_stats()
+        self.hangup(pj.CallOpParam(True))
+        self.outcome.hung_up = True
 
     def collect_stats(self) -> None:
         """RTP counters of the stream, read while the call still exists."""
@@ -170,11 +230,11 @@ class PartyCall(pj.Call):  # type: ignore[misc]
             stat = self.getStreamStat(0)
             info = self.getStreamInfo(0)
         except pj.Error as err:
-            self.party.outcome.errors.append(f"stream stat: {err.info()}")
+            self.outcome.errors.append(f"stream stat: {err.info()}")
             return
-        self.party.outcome.rx_packets = int(stat.rtcp.rxStat.pkt)
-        self.party.outcome.tx_packets = int(stat.rtcp.txStat.pkt)
-        self.party.outcome.remote_rtp_address = str(info.remoteRtpAddress)
+        self.outcome.rx_packets = int(stat.rtcp.rxStat.pkt)
+        self.outcome.tx_packets = int(stat.rtcp.txStat.pkt)
+        self.outcome.remote_rtp_address = str(info.remoteRtpAddress)
 
 
 @dataclass
@@ -204,18 +264,22 @@ def parse_sip(text: str) -> SipText | None:
 
 # pjsua's message log: a received message follows this line and ends with "--end msg--".
 _RX_RESPONSE = re.compile(
-    r"RX \d+ bytes Response msg (\d{3})/INVITE/cseq=\d+ \(\w+\) from \S+ \S+:\n(.*?)\n--end msg--",
+    r"RX \d+ bytes Response msg (\d{3})/(\w+)/cseq=\d+ \(\w+\) from \S+ \S+:\n(.*?)\n--end msg--",
+    re.DOTALL,
+)
+_RX_REQUEST = re.compile(
+    r"RX \d+ bytes Request msg (\w+)/cseq=\d+ \(\w+\) from \S+ \S+:\n(.*?)\n--end msg--",
     re.DOTALL,
 )
 
 
-def invite_responses(log: Path) -> list[dict[str, Any]]:
-    """The final responses to INVITEs in a pjsip log (level 4 or more), in order."""
+def final_responses(log: Path, method: str = "INVITE") -> list[dict[str, Any]]:
+    """The final responses to `method` requests in a pjsip log (level 4 or more), in order."""
     responses = []
     for found in _RX_RESPONSE.finditer(log.read_text(errors="replace")):
         status = int(found.group(1))
-        message = parse_sip(found.group(2))
-        if status < 200 or message is None:
+        message = parse_sip(found.group(3))
+        if status < 200 or found.group(2) != method or message is None:
             continue
         parts = message.start.split(" ", 2)
         responses.append(
@@ -229,10 +293,40 @@ def invite_responses(log: Path) -> list[dict[str, Any]]:
     return responses
 
 
+def invite_responses(log: Path) -> list[dict[str, Any]]:
+    """The final responses to INVITEs in a pjsip log (level 4 or more), in order."""
+    return final_responses(log, "INVITE")
+
+
+def received_requests(log: Path) -> list[dict[str, Any]]:
+    """The requests a pjsip log (level 4 or more) shows received, in order."""
+    requests = []
+    for found in _RX_REQUEST.finditer(log.read_text(errors="replace")):
+        message = parse_sip(found.group(2))
+        if message is None:
+            continue
+        start = message.start.split()
+        requests.append(
+            {
+                "method": found.group(1),
+                "request_uri": start[1] if len(start) > 1 else "",
+                "from": message.header("From") or message.header("f"),
+                "to": message.header("To") or message.header("t"),
+                "call_id": message.header("Call-ID") or message.header("i"),
+                "event_header": message.header("Event") or message.header("o"),
+                "subscription_state": message.header("Subscription-State"),
+                "content_type": message.header("Content-Type") or message.header("c"),
+                "body": message.body,
+            }
+        )
+    return requests
+
+
 class CalleeAccount(pj.Account):  # type: ignore[misc]
-    def __init__(self, party: Party) -> None:
+    def __init__(self, party: Party, max_calls: int) -> None:
         super().__init__()
         self.party = party
+        self.max_calls = max_calls
 
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
         invite = parse_sip(str(prm.rdata.wholeMsg))
@@ -245,8 +339,14 @@ class CalleeAccount(pj.Account):  # type: ignore[misc]
                 sdp=invite.body,
                 **{"from": invite.header("From") or invite.header("f")},
             )
+        if len(self.party.calls) >= self.max_calls:
+            busy = pj.Call(self, prm.callId)
+            self.party.refused.append(busy)
+            refusal = pj.CallOpParam()
+            refusal.statusCode = 486
+            busy.hangup(refusal)
+            return
         call = PartyCall(self, self.party, prm.callId)
-        self.party.call = call
         answer = pj.CallOpParam()
         answer.statusCode = 200
         call.answer(answer)
@@ -309,9 +409,12 @@ def account_config(args: argparse.Namespace, sip_port: int, transport_id: int) -
 
 
 def run(args: argparse.Namespace) -> int:
-    work = Path(args.record).parent
-    tone = work / f"tone-{args.role}-{args.tone_hz:g}.wav"
-    write_tone(tone, args.tone_hz)
+    record = Path(args.record)
+    tones = []
+    for hz in [args.tone_hz, *args.next_tones_hz]:
+        # Named after the recording: parties of a test share its directory.
+        tones.append(record.parent / f"tone-{record.stem}-{hz:g}.wav")
+        write_tone(tones[-1], hz)
     ep = make_endpoint(Path(args.log) if args.log else None)
     party: Party | None = None
     account: pj.Account | None = None
@@ -330,16 +433,16 @@ def run(args: argparse.Namespace) -> int:
         ep.audDevManager().setNullDev()
         limit_codecs(ep)
         sip_port = int(ep.transportGetInfo(transport_id).localName.rsplit(":", 1)[1])
-        party = Party(tone, Path(args.record))
-        account = CalleeAccount(party) if args.role == "callee" else pj.Account()
+        party = Party(tones, record)
+        account = CalleeAccount(party, args.calls) if args.role == "callee" else pj.Account()
         account.create(account_config(args, sip_port, transport_id))
         emit("ready", sip_port=sip_port, role=args.role)
         if args.role == "caller":
             # Without --call the URI comes on stdin: the test starts both parties at once
             # and knows where to call only when the callee is ready.
             uri = args.call or sys.stdin.readline().strip()
-            party.call = PartyCall(account, party)
-            party.call.makeCall(uri, pj.CallOpParam(True))
+            # No local name for the call: it must go (in release()) before libDestroy().
+            PartyCall(account, party).makeCall(uri, pj.CallOpParam(True))
         converse(ep, party, args)
     except pj.Error as err:
         if party is not None:
@@ -358,36 +461,58 @@ def run(args: argparse.Namespace) -> int:
         ep.libDestroy(pj.PJSUA_DESTROY_NO_NETWORK)
         # pjsua writes its log unflushed: it is complete only once the library is gone.
         if args.log and Path(args.log).exists():
-            for response in invite_responses(Path(args.log)):
+            log = Path(args.log)
+            for response in invite_responses(log):
                 emit("response", **response)
+            for response in final_responses(log, "REFER"):
+                emit("refer_response", **response)
+            for request in received_requests(log):
+                emit("request", **request)
         ok = party is not None and party.report()
     return 0 if ok else 1
 
 
 def converse(ep: pj.Endpoint, party: Party, args: argparse.Namespace) -> None:
-    """Run the call: the caller hangs up `duration` seconds after its audio is up; both wait
-    for the end of the call (or give up at the deadline and hang up themselves)."""
-    outcome = party.outcome
+    """Run the calls: the caller (and with --hang-up the callee) hangs up `duration` seconds
+    after a call's audio is up, the caller with --transfer-to transfers its call
+    `transfer_after` seconds after; all wait for the end of their calls (or give up at the
+    deadline and hang up themselves)."""
+    hangs_up = args.role == "caller" or args.hang_up
+    expected = 1 if args.role == "caller" else args.calls
     deadline = time.monotonic() + args.duration + args.timeout
-    hung_up = False
     next_stats = 0.0
-    while not outcome.disconnected and time.monotonic() < deadline:
+
+    def over() -> bool:
+        calls = party.calls
+        return len(calls) >= expected and all(call.outcome.disconnected for call in calls)
+
+    while not over() and time.monotonic() < deadline:
         ep.libHandleEvents(20)
-        call, now = party.call, time.monotonic()
-        if call is None or outcome.media_at is None:
-            continue
-        if args.role == "caller" and not hung_up and now - outcome.media_at >= args.duration:
-            call.collect_stats()
-            call.hangup(pj.CallOpParam(True))
-            hung_up = True
-        elif args.role == "callee" and now >= next_stats:
-            # The stream is gone once the BYE arrives, so keep its counters fresh.
-            call.collect_stats()
+        now = time.monotonic()
+        refresh = now >= next_stats
+        if refresh:
             next_stats = now + 0.2
-    if not outcome.disconnected:
-        outcome.errors.append("the call did not end in time")
-        if party.call is not None:
-            party.call.hangup(pj.CallOpParam(True))
+        for number, call in enumerate(party.calls, start=1):
+            outcome = call.outcome
+            if outcome.disconnected or outcome.hung_up or outcome.media_at is None:
+                continue
+            talked = now - outcome.media_at
+            if hangs_up and talked >= args.duration:
+                call.hang_up()
+            elif args.transfer_to and not call.transfer_sent and talked >= args.transfer_after:
+                call.transfer_sent = True
+                call.collect_stats()
+                emit("transfer", call=number, to=args.transfer_to)
+                call.xfer(args.transfer_to, pj.CallOpParam(True))
+            elif refresh:
+                # The stream is gone once a BYE arrives, so keep its counters fresh.
+                call.collect_stats()
+    for call in party.calls:
+        if not call.outcome.disconnected:
+            call.outcome.errors.append("the call did not end in time")
+            call.hangup(pj.CallOpParam(True))
+    if len(party.calls) < expected:
+        party.outcome.errors.append(f"{len(party.calls)} of {expected} calls came")
     # Let the last transaction (the 200 for BYE) go out before the endpoint goes.
     linger = time.monotonic() + 0.1
     while time.monotonic() < linger:
@@ -398,6 +523,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--role", choices=("caller", "callee"), required=True)
     parser.add_argument("--tone-hz", type=float, required=True)
+    parser.add_argument(
+        "--next-tones-hz",
+        type=float,
+        nargs="*",
+        default=[],
+        help="callee: tones of the second, third, ... call (default: the same as the first)",
+    )
     parser.add_argument("--record", required=True, help="WAV file for what this party hears")
     parser.add_argument("--call", help="SIP URI the caller calls (default: read from stdin)")
     parser.add_argument("--sip-port", type=int, default=0, help="0: any free port")
@@ -415,6 +547,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=3.0, help="seconds of audio")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds beyond duration")
     parser.add_argument("--log", help="pjsip log file")
+    parser.add_argument(
+        "--calls", type=int, default=1, help="callee: calls to answer (486 to any more)"
+    )
+    parser.add_argument(
+        "--hang-up", action="store_true", help="callee: hang up `duration` s after the media"
+    )
+    parser.add_argument("--transfer-to", help="caller: URI to transfer the call to (REFER)")
+    parser.add_argument(
+        "--transfer-after", type=float, default=1.0, help="seconds of audio before the REFER"
+    )
     return parser.parse_args(argv)
 
 

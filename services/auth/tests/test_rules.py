@@ -529,3 +529,22 @@ async def test_an_inactive_or_unknown_account_may_not_call(
     assert denied(verdict) == (404, 20404)
     with pytest.raises(InvalidRequest):
         await authorizer.authorize_caller(CallerRequest(caller_id="+14155550100"))
+
+
+async def test_termination_with_a_caller_applies_the_caller_rules_in_the_same_round_trip(
+    authorizer: Authorizer, writer: ConfigWriter
+) -> None:
+    account = await writer.account()
+    trunk = await writer.trunk(account)
+    await writer.acl(trunk, PBX)
+    await writer.number(account, "+14155550100")
+    allowed = termination(trunk)
+    allowed.caller.CopyFrom(caller(account.sid, "+14155550100"))
+    assert (await authorizer.authorize_termination(allowed)).outcome == Verdict.ALLOW
+    refused = termination(trunk)
+    refused.caller.CopyFrom(caller(account.sid, "+15005550006"))
+    assert denied(await authorizer.authorize_termination(refused)) == (403, 21212)
+    stranger = termination(trunk, STRANGER)
+    stranger.caller.CopyFrom(caller(account.sid, "+15005550006"))
+    # The source is checked first: a caller problem never hides an ACL refusal.
+    assert denied(await authorizer.authorize_termination(stranger)) == (403, 32201)

@@ -33,6 +33,7 @@ class TerminationRequest(_message.Message):
     METHOD_FIELD_NUMBER: _builtins.int
     REQUEST_URI_FIELD_NUMBER: _builtins.int
     PROXY_AUTHORIZATION_FIELD_NUMBER: _builtins.int
+    CALLER_FIELD_NUMBER: _builtins.int
     trunk_sid: _builtins.str
     account_sid: _builtins.str
     source_ip: _builtins.str
@@ -46,6 +47,12 @@ class TerminationRequest(_message.Message):
     def proxy_authorization(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Every Proxy-Authorization header value of the request, in order (may be empty)."""
 
+    @_builtins.property
+    def caller(self) -> Global___CallerRequest:
+        """When set, the caller rules of AuthorizeCaller run too once the request is authorized,
+        and a refusal of theirs is the answer: one round trip per call instead of two.
+        """
+
     def __init__(
         self,
         *,
@@ -56,10 +63,11 @@ class TerminationRequest(_message.Message):
         method: _builtins.str = ...,
         request_uri: _builtins.str = ...,
         proxy_authorization: _abc.Iterable[_builtins.str] | None = ...,
+        caller: Global___CallerRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_sid", b"account_sid", "method", b"method", "proxy_authorization", b"proxy_authorization", "request_uri", b"request_uri", "source_ip", b"source_ip", "transport", b"transport", "trunk_sid", b"trunk_sid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_sid", b"account_sid", "caller", b"caller", "method", b"method", "proxy_authorization", b"proxy_authorization", "request_uri", b"request_uri", "source_ip", b"source_ip", "transport", b"transport", "trunk_sid", b"trunk_sid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -162,7 +162,13 @@ class Authorizer:
     # termination ---------------------------------------------------------------------
 
     async def authorize_termination(self, request: TerminationRequest) -> Verdict:
-        return _counted("termination", await self._termination(request))
+        verdict = _counted("termination", await self._termination(request))
+        if verdict.outcome != Verdict.ALLOW or not request.HasField("caller"):
+            return verdict
+        caller = await self.authorize_caller(request.caller)
+        if caller.outcome != Verdict.ALLOW:
+            return caller
+        return verdict  # keeps the authenticated username
 
     async def _termination(self, request: TerminationRequest) -> Verdict:
         if not request.trunk_sid:

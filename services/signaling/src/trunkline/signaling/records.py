@@ -34,6 +34,7 @@ log = logging.getLogger("trunkline.signaling.records")
 
 _RETRY_FIRST = 0.2
 _RETRY_MAX = 5.0
+_BATCH = 256  # changes written and published together at most
 
 
 @dataclass
@@ -131,35 +132,51 @@ class CallRecorder(CallHooks):
         self._queue.put_nowait(_Change(kind, record, _event(kind, call, record)))
 
     async def _drain(self) -> None:
+        # Changes queued while the last batch was written go out together: one store
+        # transaction with each call's latest record, then their events, published
+        # back to back (in order on one connection) and acknowledged together.
         while True:
-            change = await self._queue.get()
-            await self._retry(self._write, change, "write")
-            self.written += 1
+            batch = [await self._queue.get()]
+            while not self._queue.empty() and len(batch) < _BATCH:
+                batch.append(self._queue.get_nowait())
+            await self._retry(self._write, batch, "write")
+            self.written += len(batch)
             if self.publisher is not None:
-                await self._retry(self._publish, change, "publish")
-                self.published += 1
+                await self._retry(self._publish, batch, "publish")
+                self.published += len(batch)
 
-    async def _write(self, change: _Change) -> None:
-        await self.repo.apply(Batch().put(change.record))
+    async def _write(self, batch: list[_Change]) -> None:
+        latest = {change.record.sid: change.record for change in batch}
+        writes = Batch()
+        for record in latest.values():
+            writes.put(record)
+        await self.repo.apply(writes)
 
-    async def _publish(self, change: _Change) -> None:
-        assert self.publisher is not None
-        await self.publisher.publish(change.event)
+    async def _publish(self, batch: list[_Change]) -> None:
+        publisher = self.publisher
+        assert publisher is not None
+        # A retried batch may publish an event twice: JetStream drops the duplicate by its
+        # message ID (trunkline.events.calls).
+        await asyncio.gather(*(publisher.publish(change.event) for change in batch))
 
     async def _retry(
-        self, attempt: Callable[[_Change], Awaitable[None]], change: _Change, what: str
+        self, attempt: Callable[[list[_Change]], Awaitable[None]], batch: list[_Change], what: str
     ) -> None:
         delay = _RETRY_FIRST
         while True:
             try:
-                await attempt(change)
+                await attempt(batch)
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as error:
                 log.warning(
-                    f"call event {what} failed; retrying",
-                    extra={"call_sid": change.record.sid, "error": str(error), "retry_in": delay},
+                    f"call events {what} failed; retrying",
+                    extra={
+                        "call_sids": sorted({c.record.sid for c in batch}),
+                        "error": str(error),
+                        "retry_in": delay,
+                    },
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX)

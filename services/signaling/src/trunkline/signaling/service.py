@@ -293,17 +293,37 @@ class Signaling:
             return Reject(403, "Forbidden: the trunk's account is not active", 20005)
         if trunk.secure and source.transport.upper() != "TLS":
             return Reject(403, "Forbidden: secure trunk requires TLS transport", 32209)
-        verdict = await self.auth.termination(
-            auth_pb2.TerminationRequest(
-                trunk_sid=trunk.sid,
-                account_sid=trunk.account_sid,
-                source_ip=source.host,
-                transport=source.transport.upper(),
-                method=request.method,
-                request_uri=request.uri,
-                proxy_authorization=request.headers.get_all("Proxy-Authorization"),
+        # The number rules are checked now but answered only after authentication (the
+        # product's order); valid numbers ride along to the auth service's caller rules.
+        destination = ""
+        number_problem: Reject | None = None
+        try:
+            destination = identity.destination_number(request.uri)
+        except identity.Rejection as rejection:
+            number_problem = Reject(rejection.sip_status, rejection.reason, rejection.error_code)
+        caller = identity.caller_id(request)
+        if caller is None and number_problem is None:
+            number_problem = Reject(
+                403,
+                "Forbidden: no caller ID in From, Remote-Party-ID or P-Asserted-Identity",
+                21212,
             )
+        auth_request = auth_pb2.TerminationRequest(
+            trunk_sid=trunk.sid,
+            account_sid=trunk.account_sid,
+            source_ip=source.host,
+            transport=source.transport.upper(),
+            method=request.method,
+            request_uri=request.uri,
+            proxy_authorization=request.headers.get_all("Proxy-Authorization"),
         )
+        if number_problem is None and caller is not None:
+            auth_request.caller.CopyFrom(
+                auth_pb2.CallerRequest(
+                    account_sid=trunk.account_sid, caller_id=caller, destination=destination
+                )
+            )
+        verdict = await self.auth.termination(auth_request)
         outcome = verdict.outcome
         if outcome == auth_pb2.Verdict.IGNORE:
             self._ignored[source.host] = self.endpoint.loop.time() + config.lockout_memory
@@ -319,23 +339,11 @@ class Signaling:
             return ANSWERED
         if outcome != auth_pb2.Verdict.ALLOW:
             return _refusal(verdict)
-        # From here on the request is authenticated: tell the PBX we are working on it.
+        if number_problem is not None:
+            return number_problem
+        assert caller is not None
+        # Authenticated and allowed: tell the PBX we are working on it.
         self.endpoint.respond(key, make_response(request, 100))
-        destination = identity.destination_number(request.uri)
-        caller = identity.caller_id(request)
-        if caller is None:
-            return Reject(
-                403,
-                "Forbidden: no caller ID in From, Remote-Party-ID or P-Asserted-Identity",
-                21212,
-            )
-        allowed = await self.auth.caller(
-            auth_pb2.CallerRequest(
-                account_sid=trunk.account_sid, caller_id=caller, destination=destination
-            )
-        )
-        if allowed.outcome != auth_pb2.Verdict.ALLOW:
-            return _refusal(allowed)
         number_sid = await self.cache.holder(claims.PHONE_NUMBER, destination)
         number = await self.cache.get(PhoneNumber, number_sid) if number_sid else None
         if number is not None and number.trunk_sid:

@@ -8,6 +8,8 @@ rather than paying a thread hop per lookup.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import sqlite3
 from collections.abc import Sequence
@@ -42,16 +44,32 @@ CREATE TABLE IF NOT EXISTS claims (
 """
 
 
+def _connect(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=5000")
+    return db
+
+
 class SqliteRepository:
     def __init__(self, path: str | Path) -> None:
         self._path = str(path)
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db = _connect(self._path)
         self._db.executescript(SCHEMA)
+        # Writes go through a connection of their own on one thread, so a commit (a WAL
+        # checkpoint's fsync, a wait for another process's write lock) never stalls the
+        # event loop; reads stay on the loop, on their own connection, and see every
+        # committed write (WAL). An in-memory database is one connection, written inline.
+        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
+        self._write_db = self._db
+        if self._path != ":memory:":
+            self._write_db = _connect(self._path)
+            self._writer = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="sqlite-writer"
+            )
 
     async def get(self, kind: type[R], key: str) -> R | None:
         row = self._db.execute(
@@ -103,7 +121,13 @@ class SqliteRepository:
         return None if row is None else str(row[0])
 
     async def apply(self, batch: Batch) -> None:
-        db = self._db
+        if self._writer is None:
+            self._apply(batch)
+        else:
+            await asyncio.get_running_loop().run_in_executor(self._writer, self._apply, batch)
+
+    def _apply(self, batch: Batch) -> None:
+        db = self._write_db
         db.execute("BEGIN IMMEDIATE")
         try:
             for claim in batch.claims:
@@ -135,19 +159,22 @@ class SqliteRepository:
         db.execute("COMMIT")
 
     def _unindex(self, kind: str, key: str) -> None:
-        self._db.execute("DELETE FROM record_index WHERE kind = ? AND key = ?", (kind, key))
+        self._write_db.execute("DELETE FROM record_index WHERE kind = ? AND key = ?", (kind, key))
 
     def _put(self, record: Record) -> None:
         kind, key, created = record.KIND, record.key, created_us(record)
         self._unindex(kind, key)
-        self._db.execute(
+        self._write_db.execute(
             "INSERT OR REPLACE INTO records (kind, key, created_us, doc) VALUES (?, ?, ?, ?)",
             (kind, key, created, json.dumps(record.to_doc(), separators=(",", ":"))),
         )
-        self._db.executemany(
+        self._write_db.executemany(
             "INSERT INTO record_index (kind, name, value, created_us, key) VALUES (?, ?, ?, ?, ?)",
             [(kind, name, value, created, key) for name, value in record.indexes().items()],
         )
 
     async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._write_db.close()
         self._db.close()

@@ -6,13 +6,7 @@ records what it hears; an FFT of each recording must find the other party's tone
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import re
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +16,7 @@ from typing import Any
 import grpc
 import pytest
 
+from trunkline.harness.modules import load_module
 from trunkline.media.testing import media_service as run_media_service
 from trunkline.v1 import media_pb2
 from trunkline.v1.media_pb2_grpc import MediaStub
@@ -37,103 +32,19 @@ NAT_ADDRESS = "10.255.255.1"  # what a PBX behind a NAT advertises
 
 
 def _load(name: str) -> ModuleType:
-    # The helpers are plain scripts next to the tests (the party runs as `python party.py`);
-    # pytest's importlib mode puts nothing on sys.path, so load the proxy by its path.
-    spec = importlib.util.spec_from_file_location(f"media_parties_{name}", PARTIES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+    return load_module(PARTIES / f"{name}.py", f"media_parties_{name}")
 
 
 proxy_module = _load("proxy")
 Spectrum = _load("tones").Spectrum
+_parties = _load("trunk_platform")
+PartyProcess, stop = _parties.PartyProcess, _parties.stop
 TestProxy = proxy_module.TestProxy
 MediaControl = proxy_module.MediaControl
 advertise_address: Callable[[bytes, str], bytes] = proxy_module.advertise_address
 
 
 # ---- helpers ----------------------------------------------------------------------------
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{what} not within {timeout} s")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-class PartyProcess:
-    """A party (media_parties/party.py) in its own process; its JSON lines in a file."""
-
-    def __init__(self, tmp_path: Path, role: str, hz: float, *args: str) -> None:
-        self.role = role
-        self.recording = tmp_path / f"{role}.wav"
-        self.events = tmp_path / f"{role}.jsonl"
-        self.log = tmp_path / f"{role}.pjsip.log"
-        self.stderr = tmp_path / f"{role}.err"
-        with self.events.open("wb") as out, self.stderr.open("wb") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, str(PARTIES / "party.py"), "--role", role,
-                 "--tone-hz", str(hz), "--record", str(self.recording),
-                 "--duration", str(DURATION), "--log", str(self.log), *args],
-                cwd=tmp_path,
-                stdin=subprocess.PIPE,
-                stdout=out,
-                stderr=err,
-            )  # fmt: skip
-
-    def call(self, uri: str) -> None:
-        """Tell the (ready) caller where to call."""
-        assert self.process.stdin is not None
-        self.process.stdin.write(uri.encode() + b"\n")
-        self.process.stdin.close()
-
-    def lines(self) -> list[dict[str, Any]]:
-        text = self.events.read_text() if self.events.exists() else ""
-        # A line still being written has no newline yet.
-        return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
-
-    def event(self, name: str) -> dict[str, Any] | None:
-        return next((line for line in self.lines() if line["event"] == name), None)
-
-    def wait_ready(self) -> int:
-        wait_for(
-            lambda: self.event("ready") is not None or self.process.poll() is not None,
-            20,
-            f"{self.role} ready",
-        )
-        ready = self.event("ready")
-        assert ready is not None, f"{self.role} exited early:\n{self.diagnostics()}"
-        return int(ready["sip_port"])
-
-    def finish(self, timeout: float) -> dict[str, Any]:
-        """Wait for the party to end its call and exit; its "done" line."""
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            stop(self.process)
-            raise AssertionError(f"{self.role} still running:\n{self.diagnostics()}") from None
-        done = self.event("done")
-        assert done is not None, f"{self.role} exited without a result:\n{self.diagnostics()}"
-        return done
-
-    def diagnostics(self) -> str:
-        stderr = self.stderr.read_text(errors="replace") if self.stderr.exists() else ""
-        return f"exit {self.process.poll()}, events {self.lines()}\nstderr: {stderr[-2000:]}"
 
 
 @dataclass
@@ -170,9 +81,13 @@ def call_through_proxy(
     try:
         # Both start at once (loading pjsua2 takes a while); the caller calls only when
         # told to, once the callee listens.
-        callee = PartyProcess(tmp_path, "callee", CALLEE_HZ, *(["--srtp"] * callee_srtp))
+        callee = PartyProcess(
+            tmp_path, "callee", CALLEE_HZ, *(["--srtp"] * callee_srtp), duration=DURATION
+        )
         started.append(callee)
-        caller = PartyProcess(tmp_path, "caller", CALLER_HZ, *(["--srtp"] * caller_srtp))
+        caller = PartyProcess(
+            tmp_path, "caller", CALLER_HZ, *(["--srtp"] * caller_srtp), duration=DURATION
+        )
         started.append(caller)
         callee_port = callee.wait_ready()
         caller.wait_ready()

@@ -13,9 +13,7 @@ an FFT of each recording must find the other's tone.
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from trunkline.harness.modules import load_module
 from trunkline.signaling.testing import write_self_signed
 
 pytestmark = pytest.mark.e2e
@@ -36,14 +35,7 @@ DURATION = 2.5  # seconds of audio per call
 
 
 def _load(name: str) -> ModuleType:
-    # Plain modules next to the party script; pytest's importlib mode puts nothing on
-    # sys.path, so load them by path.
-    spec = importlib.util.spec_from_file_location(f"media_parties_{name}", PARTIES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+    return load_module(PARTIES / f"{name}.py", f"media_parties_{name}")
 
 
 Spectrum = _load("tones").Spectrum

@@ -15,8 +15,6 @@ of the last part of each recording tells whom it heard at the end.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +23,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from trunkline.harness.modules import load_module
 
 pytestmark = pytest.mark.e2e
 
@@ -42,14 +42,7 @@ TAIL = 1.2  # seconds at the end of a recording that must hold the other party's
 
 
 def _load(name: str) -> ModuleType:
-    # Plain modules next to the party script; pytest's importlib mode puts nothing on
-    # sys.path, so load them by path.
-    spec = importlib.util.spec_from_file_location(f"media_parties_{name}", PARTIES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+    return load_module(PARTIES / f"{name}.py", f"media_parties_{name}")
 
 
 Spectrum = _load("tones").Spectrum

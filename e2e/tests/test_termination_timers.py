@@ -6,8 +6,6 @@ RTP, which is what the media timeout notices.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -15,18 +13,13 @@ from typing import Any
 
 import pytest
 
+from trunkline.harness.modules import load_module
+
 pytestmark = pytest.mark.e2e
 
 
 def _load_support() -> Any:
-    # pytest's importlib mode puts nothing on sys.path: load the helpers by their path.
-    path = Path(__file__).with_name("termination_support.py")
-    spec = importlib.util.spec_from_file_location("termination_support_timers", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_module(Path(__file__).with_name("termination_support.py"))
 
 
 support = _load_support()

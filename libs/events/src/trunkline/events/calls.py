@@ -240,22 +240,40 @@ class CallEventPublisher:
         await close(self._nc, self._events)
 
 
+_FETCH_POLL = 1.0  # seconds a pull request waits on the server for new events
+
+
 class CallSubscription:
     """A durable pull consumer of the CALLS stream, fed to a callback one event at a time."""
 
-    def __init__(self, psub: JetStreamContext.PullSubscription, task: asyncio.Task[None]) -> None:
+    def __init__(
+        self,
+        psub: JetStreamContext.PullSubscription,
+        task: asyncio.Task[None],
+        stopping: asyncio.Event,
+    ) -> None:
         self._psub = psub
         self._task = task
+        self._stopping = stopping
 
     @property
     def subscription(self) -> JetStreamContext.PullSubscription:
         return self._psub
 
     async def stop(self) -> None:
-        """Stop fetching; the durable consumer stays on the server, to resume later."""
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        """Stop fetching; the durable consumer stays on the server, to resume later.
+
+        The fetch in flight is let finish (within its one-second poll) and what it brought is
+        handled: cancelling it would leave its pull request on the server, which would take
+        the next events for this dead subscriber, and they would come back to the durable
+        consumer only after `ack_wait`."""
+        self._stopping.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), _FETCH_POLL + 5.0)
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
         with contextlib.suppress(nats.errors.Error):
             await self._psub.unsubscribe()
 
@@ -285,10 +303,12 @@ async def subscribe_calls(
         config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=ack_wait),
     )
 
+    stopping = asyncio.Event()
+
     async def fetch_forever() -> None:
-        while True:
+        while not stopping.is_set():
             try:
-                msgs = await psub.fetch(batch, timeout=1)
+                msgs = await psub.fetch(batch, timeout=_FETCH_POLL)
             except nats.errors.TimeoutError:
                 continue  # nothing new within the poll interval
             except nats.errors.Error as error:
@@ -300,7 +320,7 @@ async def subscribe_calls(
                 await _handle(msg, callback)
 
     task = asyncio.create_task(fetch_forever(), name=f"subscribe_calls:{durable}")
-    return CallSubscription(psub, task)
+    return CallSubscription(psub, task, stopping)
 
 
 async def _handle(msg: Msg, callback: CallEventCallback) -> None:

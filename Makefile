@@ -32,7 +32,8 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy libs/domain/src libs/store/src libs/telemetry/src libs/events/src libs/digest/src \
-		services/api/src services/signaling/src services/media/src services/auth/src cli/src \
+		services/api/src services/signaling/src services/media/src services/auth/src \
+		services/cnam/src cli/src \
 		e2e/harness/src
 
 proto: install

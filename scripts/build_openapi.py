@@ -48,6 +48,20 @@ ADMIN_PATHS: dict[str, dict[str, Any]] = {
             "operationId": "AdminVerifyCallerId",
         }
     },
+    "/admin/v1/Cnam/Import": {
+        "post": {
+            "summary": "Import caller names (CNAM) of North American numbers from CSV "
+            "(text/csv: number,caller_name), all or nothing",
+            "operationId": "AdminImportCnam",
+        }
+    },
+    "/admin/v1/Cnam/{PhoneNumber}": {
+        "get": {"summary": "Fetch a number's caller name", "operationId": "AdminFetchCnam"},
+        "delete": {
+            "summary": "Remove a number's caller name",
+            "operationId": "AdminDeleteCnam",
+        },
+    },
 }
 
 

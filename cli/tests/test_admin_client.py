@@ -80,3 +80,23 @@ def test_listings_follow_next_page_urls_on_our_own_base_url() -> None:
         "http://api.test/admin/v1/PhoneNumbers?PageSize=1000&AreaCode=415",
         "http://api.test/admin/v1/PhoneNumbers?Page=1",
     ]
+
+
+def test_a_rejected_import_returns_the_report_instead_of_raising() -> None:
+    report = {"code": 20001, "message": "1 CSV rows rejected", "status": 400}
+    report |= {"imported": 0, "errors": [{"line": 2, "message": "not E.164"}]}
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json=report)
+
+    for importer in (AdminClient.import_numbers, AdminClient.import_cnam):
+        assert importer(client(httpx.MockTransport(handle)), "x\n") == report
+
+
+def test_an_import_refused_as_a_whole_still_raises() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        body = {"code": 20001, "message": "CSV header must name the columns", "status": 400}
+        return httpx.Response(400, json=body)
+
+    with pytest.raises(AdminError, match=r"HTTP 400 \(code 20001\): CSV header"):
+        client(httpx.MockTransport(handle)).import_cnam("+14155550100,X\n")

@@ -109,3 +109,75 @@ def test_without_a_platform_it_says_how_to_find_the_api(tmp_path: Path, api: lis
     result = CliRunner().invoke(cli, ["admin", "--data-dir", str(tmp_path), "accounts", "list"])
     assert result.exit_code == 1
     assert "no API URL" in result.output
+
+
+def test_cnam_import_reports_what_changed(
+    data: DataDir, api: list[Handler], tmp_path: Path
+) -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        assert request.url == "http://api.test/admin/v1/Cnam/Import"
+        assert request.headers["Content-Type"] == "text/csv"
+        assert request.content == b"number,caller_name\n+14155550100,ACME CORP\n"
+        body = {"imported": 1, "updated": 2, "unchanged": 3, "rejected": 0, "errors": []}
+        return httpx.Response(200, json=body)
+
+    api.append(handle)
+    csv_file = tmp_path / "names.csv"
+    csv_file.write_text("number,caller_name\n+14155550100,ACME CORP\n")
+    result = run(data, "cnam", "import", str(csv_file))
+    assert result.exit_code == 0, result.output
+    assert result.output == "Imported 1, updated 2, 3 unchanged.\n"
+
+
+def test_cnam_import_with_rejected_lines_lists_them_and_exits_non_zero(
+    data: DataDir, api: list[Handler], tmp_path: Path
+) -> None:
+    # What the API answers: a 400 that is a Twilio error and the import report at once.
+    body = {
+        "code": 20001,
+        "message": "2 CSV rows rejected, nothing imported; line 3: ...",
+        "status": 400,
+        "imported": 0,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": 2,
+        "errors": [
+            {"line": 3, "message": "caller_name 'SIXTEEN CHARS NO' is longer than 15 characters"},
+            {"line": 5, "message": "number '+4930555777' is not a North American number"},
+        ],
+    }
+    api.append(lambda r: httpx.Response(400, json=body))
+    csv_file = tmp_path / "names.csv"
+    csv_file.write_text("number,caller_name\n")
+    result = run(data, "cnam", "import", str(csv_file))
+    assert result.exit_code == 1
+    assert "Nothing imported: 2 rejected." in result.output
+    assert f"{csv_file}:3: caller_name 'SIXTEEN CHARS NO' is longer" in result.output
+    assert f"{csv_file}:5: number '+4930555777' is not a North American" in result.output
+
+
+def test_cnam_show_and_delete_take_a_north_american_number(
+    data: DataDir, api: list[Handler]
+) -> None:
+    seen: list[tuple[str, str]] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.raw_path.decode()))
+        if request.method == "DELETE":
+            return httpx.Response(204)
+        return httpx.Response(200, json={"phone_number": "+14155550100", "caller_name": "ACME"})
+
+    api.append(handle)
+    shown = run(data, "cnam", "show", "(415) 555-0100")
+    assert shown.exit_code == 0, shown.output
+    assert shown.output == "+14155550100  ACME\n"
+    deleted = run(data, "cnam", "delete", "+14155550100")
+    assert deleted.exit_code == 0, deleted.output
+    assert "Deleted the caller name of +14155550100" in deleted.output
+    assert seen == [
+        ("GET", "/admin/v1/Cnam/%2B14155550100"),
+        ("DELETE", "/admin/v1/Cnam/%2B14155550100"),
+    ]
+    refused = run(data, "cnam", "show", "+4930555777")
+    assert refused.exit_code == 2
+    assert "not a North American phone number" in refused.output

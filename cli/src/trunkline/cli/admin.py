@@ -14,7 +14,7 @@ import click
 from trunkline.cli.admin_client import AdminClient, AdminError
 from trunkline.cli.datadir import DataDir
 from trunkline.cli.options import data_dir_option
-from trunkline.domain.numbers import normalize
+from trunkline.domain.numbers import is_nanp, normalize
 from trunkline.domain.sid import is_sid
 
 ADMIN_TOKEN_ENV = "TRUNKLINE_ADMIN_TOKEN"  # noqa: S105 (a variable name, not a secret)
@@ -73,7 +73,7 @@ def resolve_admin_token(data: DataDir) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON answers as they are.")
 @click.pass_context
 def admin(ctx: click.Context, data_dir: Path, api_url: str | None, as_json: bool) -> None:
-    """Operator commands: accounts, phone-number inventory, verified caller IDs.
+    """Operator commands: accounts, phone-number inventory, verified caller IDs, CNAM.
 
     The admin token comes from $TRUNKLINE_ADMIN_TOKEN or from the data dir (never from the
     command line, where other users could read it in the process list).
@@ -221,3 +221,68 @@ def caller_ids_verify(account_sid: str, number: str, friendly_name: str | None) 
         )
 
     admin.show(caller_id, human)
+
+
+@admin.group()
+def cnam() -> None:
+    """Manage the caller names (CNAM) of North American numbers."""
+
+
+@cnam.command("import")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def cnam_import(csv_file: Path) -> None:
+    """Load caller names from a CSV file into the CNAM table.
+
+    The first line names the columns number and caller_name; each number is E.164 and North
+    American (+1 NPA NXX XXXX), each name at most 15 characters of printable ASCII. A name
+    replaces the number's earlier one. All or nothing: if any line is rejected, nothing is
+    loaded, the rejected lines are listed and the command exits 1.
+    """
+    admin = _context()
+    text = csv_file.read_text(encoding="utf-8")
+    result = admin.call(lambda client: client.import_cnam(text))
+    errors = result.get("errors") or []
+
+    def human() -> None:
+        if errors:
+            click.echo(f"Nothing imported: {result.get('rejected', len(errors))} rejected.")
+        else:
+            click.echo(
+                f"Imported {result.get('imported', 0)}, updated {result.get('updated', 0)}, "
+                f"{result.get('unchanged', 0)} unchanged."
+            )
+        for error in errors:
+            click.echo(f"{csv_file}:{error.get('line')}: {error.get('message')}", err=True)
+
+    admin.show(result, human)
+    if errors:
+        raise SystemExit(1)
+
+
+def _nanp_number(number: str) -> str:
+    e164 = normalize(number)
+    if e164 is None or not is_nanp(e164):
+        raise click.BadParameter(f"{number!r} is not a North American phone number")
+    return e164
+
+
+@cnam.command("show")
+@click.argument("number")
+def cnam_show(number: str) -> None:
+    """Show the caller name of a number in the CNAM table."""
+    e164 = _nanp_number(number)
+    admin = _context()
+    entry = admin.call(lambda client: client.fetch_cnam(e164))
+    admin.show(
+        entry, lambda: click.echo(f"{entry.get('phone_number')}  {entry.get('caller_name')}")
+    )
+
+
+@cnam.command("delete")
+@click.argument("number")
+def cnam_delete(number: str) -> None:
+    """Remove a number from the CNAM table."""
+    e164 = _nanp_number(number)
+    admin = _context()
+    admin.call(lambda client: client.delete_cnam(e164))
+    admin.show({"deleted": e164}, lambda: click.echo(f"Deleted the caller name of {e164}"))

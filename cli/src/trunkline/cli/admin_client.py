@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -29,6 +30,17 @@ def _describe_error(response: httpx.Response) -> str:
         return f"{prefix}{coded}: {body['message']}"
     text = " ".join(response.text.split())[:200]
     return f"{prefix}: {text or response.reason_phrase}"
+
+
+def _is_import_report(response: httpx.Response) -> bool:
+    """A 400 whose body lists the CSV lines the API rejected."""
+    if response.status_code != 400:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and bool(body.get("errors"))
 
 
 class AdminClient:
@@ -57,15 +69,26 @@ class AdminClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    def _send(
+        self, method: str, path: str, *, import_report: bool = False, **kwargs: Any
+    ) -> httpx.Response:
+        """The API's answer; AdminError when it failed, except (with `import_report`) a CSV
+        import's 400 that lists the rejected lines: the caller shows those."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as error:
             raise AdminError(
                 f"cannot reach the API at {self.api_url} ({error}); is `trunkline up` running?"
             ) from error
-        if response.is_error:
+        if response.is_error and not (import_report and _is_import_report(response)):
             raise AdminError(_describe_error(response))
+        return response
+
+    def _request(
+        self, method: str, path: str, *, import_report: bool = False, **kwargs: Any
+    ) -> dict[str, Any]:
+        """The JSON object the API answered (see `_send` for errors)."""
+        response = self._send(method, path, import_report=import_report, **kwargs)
         try:
             body = response.json()
         except ValueError as error:
@@ -73,6 +96,15 @@ class AdminClient:
         if not isinstance(body, dict):
             raise AdminError(f"{method} {path}: the API answered JSON that is not an object")
         return body
+
+    def _import_csv(self, path: str, csv_text: str) -> dict[str, Any]:
+        return self._request(
+            "POST",
+            path,
+            import_report=True,
+            content=csv_text.encode("utf-8"),
+            headers={"Content-Type": "text/csv"},
+        )
 
     def _all_pages(self, path: str, key: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
         """Every item of a paged listing, following meta.next_page_url to the end."""
@@ -103,12 +135,16 @@ class AdminClient:
         return self._all_pages("/admin/v1/Accounts", "accounts", {})
 
     def import_numbers(self, csv_text: str) -> dict[str, Any]:
-        return self._request(
-            "POST",
-            "/admin/v1/PhoneNumbers/Import",
-            content=csv_text.encode("utf-8"),
-            headers={"Content-Type": "text/csv"},
-        )
+        return self._import_csv("/admin/v1/PhoneNumbers/Import", csv_text)
+
+    def import_cnam(self, csv_text: str) -> dict[str, Any]:
+        return self._import_csv("/admin/v1/Cnam/Import", csv_text)
+
+    def fetch_cnam(self, phone_number: str) -> dict[str, Any]:
+        return self._request("GET", f"/admin/v1/Cnam/{quote(phone_number, safe='')}")
+
+    def delete_cnam(self, phone_number: str) -> None:
+        self._send("DELETE", f"/admin/v1/Cnam/{quote(phone_number, safe='')}")
 
     def list_numbers(self, filters: Mapping[str, str]) -> list[dict[str, Any]]:
         return self._all_pages("/admin/v1/PhoneNumbers", "phone_numbers", filters)

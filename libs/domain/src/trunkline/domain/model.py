@@ -510,6 +510,50 @@ class Call(Record):
         return idx
 
 
+@dataclass(frozen=True)
+class CnamEntry(Record):
+    """The caller name (CNAM) of a North American number, from the platform operator's table.
+
+    Calling Name Delivery carries at most 15 characters of printable ASCII (Telcordia
+    GR-1188-CORE), so that is what a name may be: the operator's import refuses anything
+    else (`name_problem`), and a name from an outside provider is cut to fit (`clean_name`).
+    """
+
+    KIND: ClassVar[str] = "cnam_entry"
+    MAX_NAME_LENGTH: ClassVar[int] = 15
+    phone_number: str  # E.164, +1 and ten digits
+    caller_name: str
+    date_created: datetime = field(default_factory=utcnow)
+    date_updated: datetime = field(default_factory=utcnow)
+
+    @property
+    def key(self) -> str:
+        return self.phone_number
+
+    @staticmethod
+    def name_problem(name: str) -> str | None:
+        """Why `name` cannot be a caller name, or None when it can."""
+        if not name.strip():
+            return "caller_name is empty"
+        if len(name) > CnamEntry.MAX_NAME_LENGTH:
+            return (
+                f"caller_name {name!r} is longer than {CnamEntry.MAX_NAME_LENGTH} characters "
+                f"({len(name)})"
+            )
+        if not all(" " <= c <= "~" for c in name):
+            return f"caller_name {name!r} is not printable ASCII"
+        if name != name.strip():
+            return f"caller_name {name!r} starts or ends with a space"
+        return None
+
+    @staticmethod
+    def clean_name(text: str) -> str:
+        """`text` as a caller name: printable ASCII only, spaces collapsed, cut to 15
+        characters; empty when nothing is left."""
+        kept = "".join(c if " " <= c <= "~" else " " for c in text)
+        return " ".join(kept.split())[: CnamEntry.MAX_NAME_LENGTH].rstrip()
+
+
 ALL_KINDS: tuple[type[Record], ...] = (
     Account,
     Trunk,
@@ -525,4 +569,5 @@ ALL_KINDS: tuple[type[Record], ...] = (
     OutgoingCallerId,
     CallerIdValidation,
     Call,
+    CnamEntry,
 )

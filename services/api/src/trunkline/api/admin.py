@@ -1,12 +1,14 @@
 """The platform operator's API (`/admin/v1`), guarded by its own bearer token.
 
 What Twilio's own staff would do: create accounts, load the phone-number inventory, mark
-caller IDs verified. Carriers, rate decks and CNAM data join it with their services.
+caller IDs verified, load the caller names (CNAM) of North American numbers. Carriers and
+rate decks join it with their services.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from typing import Any
 
@@ -16,10 +18,10 @@ from starlette.routing import Route
 from trunkline.api.context import Ctx, Platform, endpoint
 from trunkline.api.resources import accounts
 from trunkline.api.resources.caller_ids import verify_caller_id
-from trunkline.api.wire import JSON, iso8601
+from trunkline.api.wire import JSON, error_body, iso8601
 from trunkline.domain.errors import DomainError, Error, invalid, not_found
-from trunkline.domain.model import Account, AccountType, InventoryNumber, NumberType
-from trunkline.domain.numbers import is_e164
+from trunkline.domain.model import Account, AccountType, CnamEntry, InventoryNumber, NumberType
+from trunkline.domain.numbers import is_e164, is_nanp
 from trunkline.domain.sid import is_sid
 from trunkline.store.repository import Batch
 
@@ -87,7 +89,10 @@ def friendly_format(number: str) -> str:
     return number
 
 
-async def import_numbers(ctx: Ctx) -> Response:
+async def read_csv(
+    ctx: Ctx, required: tuple[str, ...], columns: tuple[str, ...]
+) -> csv.DictReader[str]:
+    """The request's CSV body, whose header row names at least the `required` columns."""
     body = await ctx.request.body()
     if len(body) > MAX_IMPORT_BYTES:
         raise DomainError(Error.INVALID_PARAMETER, "CSV import is limited to 8 MiB per request")
@@ -96,13 +101,17 @@ async def import_numbers(ctx: Ctx) -> Response:
     except UnicodeDecodeError:
         raise DomainError(Error.INVALID_PARAMETER, "CSV body is not UTF-8") from None
     reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in ("phone_number", "iso_country") if c not in (reader.fieldnames or [])]
+    missing = [c for c in required if c not in (reader.fieldnames or [])]
     if missing:
         raise DomainError(
             Error.INVALID_PARAMETER,
-            f"CSV header must name the columns {', '.join(CSV_COLUMNS)}; "
-            f"missing {', '.join(missing)}",
+            f"CSV header must name the columns {', '.join(columns)}; missing {', '.join(missing)}",
         )
+    return reader
+
+
+async def import_numbers(ctx: Ctx) -> Response:
+    reader = await read_csv(ctx, ("phone_number", "iso_country"), CSV_COLUMNS)
     batch = Batch()
     errors: list[dict[str, Any]] = []
     skipped = 0
@@ -154,6 +163,104 @@ async def list_numbers(ctx: Ctx) -> Response:
     return ctx.v1_list("phone_numbers", [render_inventory(n) for n in rows], links)
 
 
+CNAM_COLUMNS = ("number", "caller_name")
+MAX_REPORTED_ERRORS = 100
+
+
+def parse_cnam_row(row: dict[str, str | None]) -> CnamEntry | str:
+    number = (row.get("number") or "").strip()
+    if not is_e164(number):
+        return f"number {number!r} is not E.164 (+ and digits)"
+    if not is_nanp(number):
+        return f"number {number} is not a North American number (+1 NPA NXX XXXX)"
+    name = (row.get("caller_name") or "").strip()
+    problem = CnamEntry.name_problem(name)
+    if problem is not None:
+        return problem
+    return CnamEntry(phone_number=number, caller_name=name)
+
+
+async def import_cnam(ctx: Ctx) -> Response:
+    """Caller names from CSV (`number,caller_name`), all or nothing: a name replaces the
+    number's earlier one; a file with a bad row loads nothing and names its lines."""
+    reader = await read_csv(ctx, CNAM_COLUMNS, CNAM_COLUMNS)
+    parsed: dict[str, tuple[int, CnamEntry]] = {}
+    errors: list[dict[str, Any]] = []
+    for line, row in enumerate(reader, start=2):
+        entry = parse_cnam_row(row)
+        if isinstance(entry, CnamEntry) and entry.phone_number in parsed:
+            earlier = parsed[entry.phone_number][0]
+            entry = f"number {entry.phone_number} is listed twice (first on line {earlier})"
+        if isinstance(entry, str):
+            errors.append({"line": line, "message": entry})
+            continue
+        parsed[entry.phone_number] = (line, entry)
+    if errors:
+        first = errors[0]
+        message = (
+            f"{len(errors)} CSV row{'s' if len(errors) != 1 else ''} rejected, nothing imported; "
+            f"line {first['line']}: {first['message']}"
+        )
+        body = error_body(Error.INVALID_PARAMETER.value.code, message, 400)
+        body.update(
+            imported=0,
+            updated=0,
+            unchanged=0,
+            rejected=len(errors),
+            errors=errors[:MAX_REPORTED_ERRORS],
+        )
+        return JSON(body, 400)
+    batch = Batch()
+    imported = updated = unchanged = 0
+    for _, entry in parsed.values():
+        old = await ctx.repo.get(CnamEntry, entry.phone_number)
+        if old is None:
+            imported += 1
+        elif old.caller_name == entry.caller_name:
+            unchanged += 1
+            continue
+        else:
+            updated += 1
+            entry = dataclasses.replace(entry, date_created=old.date_created)
+        batch.put(entry)
+    await ctx.repo.apply(batch)
+    return JSON(
+        {
+            "imported": imported,
+            "updated": updated,
+            "unchanged": unchanged,
+            "rejected": 0,
+            "errors": [],
+        }
+    )
+
+
+def render_cnam(entry: CnamEntry) -> dict[str, Any]:
+    return {
+        "phone_number": entry.phone_number,
+        "caller_name": entry.caller_name,
+        "date_created": iso8601(entry.date_created),
+        "date_updated": iso8601(entry.date_updated),
+    }
+
+
+async def cnam_entry(ctx: Ctx) -> CnamEntry:
+    number = ctx.param("PhoneNumber")
+    entry = await ctx.repo.get(CnamEntry, number) if is_nanp(number) else None
+    if entry is None:
+        raise not_found("CNAM entry", number)
+    return entry
+
+
+async def fetch_cnam(ctx: Ctx) -> Response:
+    return JSON(render_cnam(await cnam_entry(ctx)))
+
+
+async def delete_cnam(ctx: Ctx) -> Response:
+    await ctx.repo.apply(Batch().delete(await cnam_entry(ctx)))
+    return Response(status_code=204)
+
+
 async def verify(ctx: Ctx) -> Response:
     sid = ctx.param("AccountSid")
     account = await ctx.repo.get(Account, sid) if is_sid(sid, "AC") else None
@@ -174,4 +281,7 @@ def routes(platform: Platform) -> list[Route]:
         r("/admin/v1/PhoneNumbers/Import", import_numbers, ["POST"], form_body=False),
         r("/admin/v1/PhoneNumbers", list_numbers, ["GET"]),
         r("/admin/v1/Accounts/{AccountSid}/OutgoingCallerIds", verify, ["POST"]),
+        r("/admin/v1/Cnam/Import", import_cnam, ["POST"], form_body=False),
+        r("/admin/v1/Cnam/{PhoneNumber}", fetch_cnam, ["GET"]),
+        r("/admin/v1/Cnam/{PhoneNumber}", delete_cnam, ["DELETE"]),
     ]

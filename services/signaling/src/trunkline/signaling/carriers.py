@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal, TypeAlias
 
+from trunkline.signaling import weighted
+
 __all__ = [
     "CARRIERS_FILE_ENV",
     "TIMEOUT_NO_RESPONSE",
@@ -248,30 +250,8 @@ def _is_host(host: str) -> bool:
 
 
 def attempt_order(gateways: Iterable[Gateway], rng: random.Random) -> list[Gateway]:
-    """The order to try gateways in for one call: priorities ascending; within a priority a
-    weighted draw without replacement (each next gateway with probability weight / the sum of
-    the weights still left), then the weight-0 gateways in a uniformly random order."""
-    groups: dict[int, list[Gateway]] = {}
-    for gateway in gateways:
-        groups.setdefault(gateway.priority, []).append(gateway)
-    order: list[Gateway] = []
-    for priority in sorted(groups):
-        group = groups[priority]
-        weighted = [g for g in group if g.weight > 0]
-        total = sum(g.weight for g in weighted)
-        while weighted:
-            # Integers keep the draw exact: no float rounding can favour the last gateway.
-            point = rng.randrange(total)
-            for i, gateway in enumerate(weighted):
-                point -= gateway.weight
-                if point < 0:
-                    order.append(weighted.pop(i))
-                    total -= gateway.weight
-                    break
-        last_resort = [g for g in group if g.weight == 0]
-        rng.shuffle(last_resort)
-        order.extend(last_resort)
-    return order
+    """The order to try gateways in for one call (see weighted.attempt_order)."""
+    return weighted.attempt_order(gateways, rng)
 
 
 def fails_over(status: int | None) -> bool:

@@ -30,6 +30,7 @@ from trunkline.domain.origination import (
     InvalidSipUrl,
     parse_sip_url,
 )
+from trunkline.signaling import weighted
 from trunkline.signaling.identity import E164_MAX_DIGITS, E164_MIN_DIGITS
 from trunkline.signaling.sip.message import NameAddr
 from trunkline.signaling.sip.transaction import Peer
@@ -78,37 +79,12 @@ _ROUTING_PARAMS: Final = ("edge", "region", "tnx")
 
 
 def attempt_order(urls: Iterable[OriginationUrl], rng: random.Random) -> list[OriginationUrl]:
-    """The enabled URLs in the order to try them for one call.
-
-    Priorities ascending. Within a priority each next URL is drawn with probability
-    weight / (sum of the weights still left), so the first choice follows the weights and,
-    when it fails, the rest share the load by theirs. The API accepts weights 1-65535; a
-    weight below 1 (a record from elsewhere) makes a URL a last resort within its priority,
-    in random order. URLs are sorted by SID before the draw, so the same `rng` state gives
-    the same order whatever order the store lists them in.
-    """
-    groups: dict[int, list[OriginationUrl]] = {}
-    for url in sorted(urls, key=lambda u: (u.priority, u.sid)):
-        if url.enabled:
-            groups.setdefault(url.priority, []).append(url)
-    order: list[OriginationUrl] = []
-    for priority in sorted(groups):
-        group = groups[priority]
-        weighted = [u for u in group if u.weight > 0]
-        total = sum(u.weight for u in weighted)
-        while weighted:
-            # Integers keep the draw exact: no float rounding can favour the last URL.
-            point = rng.randrange(total)
-            for i, url in enumerate(weighted):
-                point -= url.weight
-                if point < 0:
-                    order.append(weighted.pop(i))
-                    total -= url.weight
-                    break
-        last_resort = [u for u in group if u.weight <= 0]
-        rng.shuffle(last_resort)
-        order.extend(last_resort)
-    return order
+    """The enabled URLs in the order to try them for one call (weighted.attempt_order). The
+    API accepts weights 1-65535; a weight below 1 (a record from elsewhere) makes a URL a
+    last resort within its priority. URLs are sorted by SID before the draw, so the same
+    `rng` state gives the same order whatever order the store lists them in."""
+    enabled = [url for url in sorted(urls, key=lambda u: (u.priority, u.sid)) if url.enabled]
+    return weighted.attempt_order(enabled, rng)
 
 
 # --- failover ----------------------------------------------------------------------------------

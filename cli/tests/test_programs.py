@@ -34,6 +34,7 @@ def test_nats_starts_before_the_api(platform: Platform) -> None:
         "api",
         "media",
         "auth",
+        "cnam",
         "signaling",
     ]
 

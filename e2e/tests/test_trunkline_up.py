@@ -75,6 +75,7 @@ async def test_trunkline_up_runs_nats_the_api_and_media_and_stops_cleanly_on_ctr
     assert table["api"][0] == "RUNNING"
     assert table["media"][0] == "RUNNING"
     assert table["auth"][0] == "RUNNING"
+    assert table["cnam"][0] == "RUNNING"
     assert table["signaling"][0] == "RUNNING"
 
     health = httpx.get(f"{platform.api_url}/healthz", timeout=5)

@@ -41,6 +41,7 @@ class Platform:
     store_url: str
     media_port: int = 7100
     auth_port: int = 7200
+    cnam_port: int = 7300
     sip_port: int = 5060
     sip_tls_port: int = 5061
     # PEM files of the SIP TLS listener; without both, signaling listens on UDP and TCP only.
@@ -69,6 +70,10 @@ class Platform:
     @property
     def auth_address(self) -> str:
         return f"{url_host(self.host)}:{self.auth_port}"
+
+    @property
+    def cnam_address(self) -> str:
+        return f"{url_host(self.host)}:{self.cnam_port}"
 
     @property
     def sip_address(self) -> str:
@@ -251,6 +256,21 @@ def auth(platform: Platform) -> Program:
     )
 
 
+def cnam(platform: Platform) -> Program:
+    return Program(
+        name="cnam",
+        command=(platform.python, "-m", "trunkline.cnam"),
+        environment={
+            "TRUNKLINE_CNAM_GRPC_ADDRESS": platform.cnam_address,
+            "TRUNKLINE_STORE": platform.store_url,
+            "TRUNKLINE_NATS_URL": platform.nats_url,
+            "PYTHONUNBUFFERED": "1",
+        },
+        listens=((platform.host, platform.cnam_port),),
+        probes=(TcpProbe(platform.host, platform.cnam_port),),
+    )
+
+
 def signaling(platform: Platform) -> Program:
     environment = {
         "TRUNKLINE_SIP_HOST": platform.host,
@@ -261,6 +281,7 @@ def signaling(platform: Platform) -> Program:
         "TRUNKLINE_EDGE": LOCAL_EDGE,
         "TRUNKLINE_AUTH_ADDRESS": platform.auth_address,
         "TRUNKLINE_MEDIA_ADDRESS": platform.media_address,
+        "TRUNKLINE_CNAM_ADDRESS": platform.cnam_address,
         "PYTHONUNBUFFERED": "1",
     }
     listens = [(platform.host, platform.sip_port)]
@@ -287,6 +308,7 @@ PROGRAMS: Final[tuple[Callable[[Platform], Program], ...]] = (
     api,
     media,
     auth,
+    cnam,
     signaling,
 )
 

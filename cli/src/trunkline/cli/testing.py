@@ -125,6 +125,7 @@ class Launcher:
     extra_args: tuple[str, ...] = ()  # more `trunkline up` options, e.g. ("--store", url)
     media_port: int = field(default_factory=lambda: free_ports(1)[0])
     auth_port: int = field(default_factory=lambda: free_ports(1)[0])
+    cnam_port: int = field(default_factory=lambda: free_ports(1)[0])
     sip_port: int = field(default_factory=lambda: free_ports(1)[0])
     sip_tls_port: int = field(default_factory=lambda: free_ports(1)[0])
     launched: list[RunningPlatform] = field(default_factory=list)
@@ -142,6 +143,7 @@ class Launcher:
                     "--nats-monitor-port", str(self.nats_monitor_port),
                     "--media-port", str(self.media_port),
                     "--auth-port", str(self.auth_port),
+                    "--cnam-port", str(self.cnam_port),
                     "--sip-port", str(self.sip_port),
                     "--sip-tls-port", str(self.sip_tls_port),
                     "--timeout", "60",

@@ -221,6 +221,13 @@ def ensure_sip_certificate(data: DataDir, platform: Platform) -> None:
     help="Port of the auth service's gRPC API.",
 )
 @click.option(
+    "--cnam-port",
+    type=click.IntRange(1, 65535),
+    default=7300,
+    show_default=True,
+    help="Port of the CNAM service's gRPC API.",
+)
+@click.option(
     "--sip-port",
     type=click.IntRange(1, 65535),
     default=5060,
@@ -283,6 +290,7 @@ def up(
     api_port: int,
     media_port: int,
     auth_port: int,
+    cnam_port: int,
     sip_port: int,
     sip_tls_port: int,
     carriers_file: Path | None,
@@ -331,6 +339,7 @@ def up(
         store_url=store or f"sqlite:///{data.database}",
         media_port=media_port,
         auth_port=auth_port,
+        cnam_port=cnam_port,
         sip_port=sip_port,
         sip_tls_port=sip_tls_port,
         sip_tls_cert=str(data.sip_tls_cert),

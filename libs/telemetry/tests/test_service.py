@@ -97,3 +97,21 @@ def test_spans_reach_an_otlp_collector_with_the_service_name() -> None:
     attributes = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
     assert attributes["service.name"] == "trunkline-signaling"
     assert [s.name for s in resource_spans.scope_spans[0].spans] == ["INVITE"]
+
+
+def test_tune_gc_sets_the_thresholds_and_refuses_nonsense() -> None:
+    import gc
+
+    from trunkline.telemetry import tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc("5000,20,30")
+        assert gc.get_threshold() == (5000, 20, 30)
+        assert gc.get_freeze_count() > 0
+        for bad in ("1,2", "a,b,c", "0,10,10"):
+            with pytest.raises(ValueError, match="TRUNKLINE_GC_THRESHOLDS"):
+                tune_gc(bad)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

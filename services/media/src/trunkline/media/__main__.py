@@ -19,7 +19,7 @@ from trunkline.media.front import Front, Worker, open_channels, start_workers, s
 from trunkline.media.ports import PortAllocator
 from trunkline.media.relay import Relay
 from trunkline.media.server import MediaService, RecordingFork
-from trunkline.telemetry import setup_service
+from trunkline.telemetry import setup_service, tune_gc
 from trunkline.telemetry.grpc_aio import server_interceptors
 from trunkline.telemetry.health import HealthServer, start_health_server
 from trunkline.v1 import media_pb2_grpc
@@ -102,6 +102,7 @@ async def serve(settings: Settings) -> None:
     server.add_insecure_port(settings.grpc_address)
     await server.start()
     health = _health(settings)
+    tune_gc()
     log.info(
         "media service listening",
         extra={

@@ -20,7 +20,7 @@ from trunkline.signaling.sip.transaction import TransactionLayer
 from trunkline.signaling.sip.transport import Endpoint, client_tls_context, server_tls_context
 from trunkline.store import connect_store
 from trunkline.store.cache import ConfigCache
-from trunkline.telemetry import setup_service
+from trunkline.telemetry import setup_service, tune_gc
 from trunkline.telemetry.health import start_health_server
 
 log = logging.getLogger("trunkline.signaling")
@@ -147,6 +147,7 @@ async def serve(settings: Settings) -> None:
             "gateways": [g.name for g in gateways],
         },
     )
+    tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

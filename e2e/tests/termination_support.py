@@ -336,6 +336,7 @@ class Sipp:
         timeout: float = 12.0,
         args: Sequence[str] = (),
         binary: str | None = None,
+        local_port: int | None = None,
     ) -> SippRun:
         """Run a PBX scenario in the foreground against the platform's SIP port (with another
         sipp `binary` if given: the harness's 3.8 computes SHA-256 digests, 3.6 only MD5)."""
@@ -350,7 +351,7 @@ class Sipp:
         more = ["-s", service, "-d", str(pause_ms)]
         if rate is not None:
             more += ["-r", f"{rate:g}", "-rp", "1000"]
-        port = free_udp_ports(1)[0]
+        port = local_port or free_udp_ports(1)[0]  # a carrier sends from its gateway port
         command = self._command(
             scenario,
             local=source,

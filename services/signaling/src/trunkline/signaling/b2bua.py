@@ -124,6 +124,8 @@ class Destination:
     no_response_timeout: float = 4.0
     # Digest username and password, when the carrier challenges (RFC 3261 22.2).
     credentials: tuple[str, str] | None = field(default=None, repr=False)
+    # Headers this attempt adds (an origination URL's X- headers).
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class CallHooks(Protocol):
@@ -190,6 +192,9 @@ class Call:
     transfer_caller_id: str = "from-transferee"  # from-transferee | from-transferor
     zone: str = ""
     holds_concurrency: bool = False  # released when the call ends
+    # Which final answers of leg B move the call to the next destination (termination:
+    # 408 and 5xx; origination has its own list).
+    fails_over: Callable[[int], bool] = field(default=lambda status: _fails_over(status))
     # Destinations (carrier attempts) for a PSTN number, for transfers to numbers.
     route_number: Callable[[str], list[Destination]] = lambda number: []
     # -- state
@@ -362,7 +367,7 @@ class Call:
         headers.add("CSeq", "1 INVITE")
         headers.add("Contact", self._contact(transport))
         headers.add("Allow", ALLOW)
-        for name, value in self.b_headers:
+        for name, value in (*self.b_headers, *destination.headers):
             headers.add(name, value)
         headers.add("Content-Type", "application/sdp")
         request = Request("INVITE", destination.request_uri, headers, self._sdp_for_b)
@@ -477,7 +482,7 @@ class Call:
         self.last_failure = response
         if self._cancelled:
             return
-        if _fails_over(status) and self.destinations:
+        if self.fails_over(status) and self.destinations:
             await self._next_destination()
             return
         self._end_with(Reject(status, response.reason), by="callee")

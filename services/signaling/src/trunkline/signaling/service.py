@@ -15,16 +15,23 @@ import asyncio
 import enum
 import logging
 import random
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge
 
 from trunkline.domain import claims
-from trunkline.domain.model import Account, AccountStatus, OutgoingCallerId, PhoneNumber, Trunk
+from trunkline.domain.model import (
+    Account,
+    AccountStatus,
+    OriginationUrl,
+    OutgoingCallerId,
+    PhoneNumber,
+    Trunk,
+)
 from trunkline.domain.sid import new_sid
-from trunkline.signaling import identity
+from trunkline.signaling import identity, origination
 from trunkline.signaling.b2bua import (
     ERROR_HEADER,
     Call,
@@ -36,6 +43,7 @@ from trunkline.signaling.b2bua import (
 )
 from trunkline.signaling.carriers import Gateway, attempt_order
 from trunkline.signaling.limits import ConcurrencyLimit, CpsLimiter, PingGuard
+from trunkline.signaling.resolver import ResolutionError, Resolver
 from trunkline.signaling.sip.dialog import DialogLayer
 from trunkline.signaling.sip.message import (
     REASON_PHRASES,
@@ -127,6 +135,7 @@ class Signaling:
         media: Media,
         hooks: CallHooks | None = None,
         new_sid: Callable[[], str] | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.config = config
@@ -145,6 +154,9 @@ class Signaling:
         self._ignored: dict[str, float] = {}  # source IP -> until (auth said IGNORE)
         self._pending: set[asyncio.Task[None]] = set()
         self._new_sid = new_sid or _call_sid
+        self._carrier_hosts = frozenset(gateway.host for gateway in config.gateways)
+        self._carrier_sources = frozenset((g.host, g.port) for g in config.gateways)
+        self.resolver = resolver or Resolver.from_env()
         endpoint.on_event = self.handle
         endpoint.admit = self.admit
 
@@ -169,7 +181,7 @@ class Signaling:
             host = message.parsed_uri.host
         except ValueError:
             return True
-        if identity.trunk_domain(host, self.config.zone) is None:
+        if identity.trunk_domain(host, self.config.zone) is None and not self.is_carrier(source):
             # Not one of our trunk domains: no answer at all, as on the original platform.
             UNANSWERED.labels("unknown-host").inc()
             return False
@@ -201,7 +213,12 @@ class Signaling:
         if event.key is None:
             return  # a stray ACK
         if request.method == "INVITE" and not request.to.tag:
-            self._spawn(self._invite(event))
+            # A trunk domain in the Request-URI is a PBX's termination call; anything else
+            # admitted here came from a carrier gateway: an origination call.
+            if identity.trunk_domain(request.parsed_uri.host, self.config.zone) is not None:
+                self._spawn(self._invite(event, self._admit_call))
+            else:
+                self._spawn(self._invite(event, self._admit_origination))
         elif request.method == "OPTIONS" and not request.to.tag:
             self._options(event)
         elif request.to.tag:
@@ -245,12 +262,16 @@ class Signaling:
         )
         self.endpoint.respond(key, response)
 
-    async def _invite(self, event: RequestReceived) -> None:
+    async def _invite(
+        self,
+        event: RequestReceived,
+        admit: Callable[[RequestReceived], Awaitable[Reject | Call | _Outcome]],
+    ) -> None:
         request = event.request
         key = event.key
         assert key is not None
         try:
-            outcome = await self._admit_call(event)
+            outcome = await admit(event)
         except identity.Rejection as rejection:
             self._reject(
                 key, request, Reject(rejection.sip_status, rejection.reason, rejection.error_code)
@@ -368,6 +389,77 @@ class Signaling:
         call.start()
         return call
 
+    def is_carrier(self, source: Peer) -> bool:
+        """Calls from the platform's carrier gateways are trusted by their source address:
+        over UDP the gateway's address and port (a gateway sends from its SIP port; a PBX
+        on the same host does not), over TCP and TLS its address."""
+        if source.reliable:
+            return source.host in self._carrier_hosts
+        return (source.host, source.port) in self._carrier_sources
+
+    async def _admit_origination(self, event: RequestReceived) -> Reject | Call | _Outcome:
+        """A call from a carrier to one of the platform's numbers: the number's trunk, then
+        its origination URLs (ARCHITECTURE.md, "An origination call")."""
+        request = event.request
+        key = event.key
+        assert key is not None
+        dialled = identity.destination_number(request.uri)
+        number_sid = await self.cache.holder(claims.PHONE_NUMBER, dialled)
+        number = await self.cache.get(PhoneNumber, number_sid) if number_sid else None
+        trunk = (
+            await self.cache.get(Trunk, number.trunk_sid) if number and number.trunk_sid else None
+        )
+        if trunk is None:
+            return Reject(404, "Not Found: the number is not on a trunk", 0)
+        self.endpoint.respond(key, make_response(request, 100))
+        urls = await self.cache.list_all(OriginationUrl, "trunk", trunk.sid)
+        routes = origination.plan(urls, dialled, self.config.rng, secure=trunk.secure)
+        for url, problem in routes.invalid:
+            log.warning(
+                "unusable origination URL", extra={"url_sid": url.sid, "error": str(problem)}
+            )
+        destinations: list[Destination] = []
+        for target in routes.targets:
+            addresses: list[str] = []
+            if not target.is_ip:
+                try:
+                    addresses = await self.resolver.addresses(target.host)
+                except ResolutionError as error:
+                    log.warning("origination URL host not resolved", extra={"error": str(error)})
+                    continue
+            destinations += [
+                Destination(peer, target.request_uri, name=target.url_sid, headers=target.headers)
+                for peer in target.peers(addresses)
+            ]
+        if not destinations:
+            return Reject(480, "Temporarily Unavailable: no valid origination URI", 32010)
+        caller = identity.caller_id(request) or "anonymous"
+        secure = trunk.secure
+        policy = {
+            "offerer": media_pb2.LegPolicy(),
+            "answerer": media_pb2.LegPolicy(
+                symmetric_rtp=trunk.symmetric_rtp_enabled,
+                transport=media_pb2.TRANSPORT_SRTP if secure else media_pb2.TRANSPORT_RTP,
+                crypto_suites=["AES_CM_128_HMAC_SHA1_80"] if secure else [],
+            ),
+        }
+        headers = copyable_headers(request, _PASSED_HEADERS)
+        headers.append(("Diversion", origination.diversion_header(dialled, self.config.zone)))
+        call = self._make_call(
+            event,
+            trunk,
+            self.config.edge,
+            dialled,
+            caller,
+            destinations=destinations,
+            policy=policy,
+            headers=headers,
+            direction="trunking-originating",
+            fails_over=origination.fails_over,
+        )
+        call.start()
+        return call
+
     async def _account_numbers(self, account_sid: str) -> set[str]:
         numbers = await self.cache.list_all(PhoneNumber, "account", account_sid)
         verified = await self.cache.list_all(OutgoingCallerId, "account", account_sid)
@@ -382,10 +474,7 @@ class Signaling:
         caller: str,
         diversions: Sequence[str],
     ) -> Call:
-        request = event.request
-        assert event.key is not None
-        sid = self._new_sid()
-        destinations = self._carrier_destinations(destination)
+        """A termination call: the PBX's leg to the carrier gateways."""
         secure = trunk.secure
         policy = {
             "offerer": media_pb2.LegPolicy(
@@ -394,8 +483,36 @@ class Signaling:
             ),
             "answerer": media_pb2.LegPolicy(transport=media_pb2.TRANSPORT_RTP),
         }
-        headers = copyable_headers(request, _PASSED_HEADERS)
+        headers = copyable_headers(event.request, _PASSED_HEADERS)
         headers += [("Diversion", value) for value in diversions]
+        return self._make_call(
+            event,
+            trunk,
+            edge,
+            destination,
+            caller,
+            destinations=self._carrier_destinations(destination),
+            policy=policy,
+            headers=headers,
+        )
+
+    def _make_call(
+        self,
+        event: RequestReceived,
+        trunk: Trunk,
+        edge: str,
+        destination: str,
+        caller: str,
+        *,
+        destinations: list[Destination],
+        policy: dict[str, media_pb2.LegPolicy],
+        headers: list[tuple[str, str]],
+        direction: str = "trunking-terminating",
+        fails_over: Callable[[int], bool] | None = None,
+    ) -> Call:
+        request = event.request
+        assert event.key is not None
+        sid = self._new_sid()
         call = Call(
             sid=sid,
             endpoint=self.endpoint,
@@ -422,7 +539,10 @@ class Signaling:
             transfer_caller_id=str(trunk.transfer_caller_id),
             zone=self.config.zone,
             route_number=self._carrier_destinations,
+            direction=direction,
         )
+        if fails_over is not None:
+            call.fails_over = fails_over
         self.calls[request.call_id] = call
         self.by_sid[sid] = call
         self.by_key[event.key] = call

@@ -1,0 +1,108 @@
+"""Origination end to end: a carrier (sipp, sending from a gateway of the carriers file)
+calls one of the platform's numbers; the platform finds the number's trunk and sends the
+call to the trunk's origination URLs (sipp as the PBX), by priority, failing over as the
+guide says. The rest of issue 7 (CNAM, redirects, disaster recovery, on-net) comes later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trunkline.harness.modules import load_module
+
+pytestmark = pytest.mark.e2e
+
+support = load_module(Path(__file__).with_name("termination_support.py"))
+HOST = support.HOST
+
+
+@pytest.fixture(scope="module")
+def platform(
+    tmp_path_factory: pytest.TempPathFactory, harness_sip: Mapping[str, Any]
+) -> Iterator[Any]:
+    yield from support.start_termination(tmp_path_factory, harness_sip["sipp"])
+
+
+def origination_trunk(platform: Any, name: str, urls: list[tuple[int, int]]) -> tuple[Any, str]:
+    """A trunk with origination URLs (port, priority) on loopback and a number on it."""
+    trunk = platform.trunk(name)
+    origination_urls = platform.client.trunking.v1.trunks(trunk.sid).origination_urls
+    for index, (port, priority) in enumerate(urls):
+        origination_urls.create(
+            friendly_name=f"{name}-{index}",
+            sip_url=f"sip:{HOST}:{port}",
+            priority=priority,
+            weight=10,
+            enabled=True,
+        )
+    return trunk, platform.buy_number("201", trunk_sid=trunk.sid)
+
+
+def carrier_calls(sipp: Any, platform: Any, number: str, scenario: str = "pbx_uac_call.xml") -> Any:
+    """The primary carrier gateway sends a call for `number` to the platform."""
+    return sipp.pbx(
+        scenario,
+        domain=HOST,  # not a trunk domain: an origination call, trusted by its source
+        caller="+14155550100",
+        service=number,
+        local_port=platform.primary_port,
+    )
+
+
+def test_origination_sends_a_call_for_a_trunk_number_to_its_origination_url(
+    platform: Any, tmp_path: Path
+) -> None:
+    (pbx_port,) = support.free_udp_ports(1)
+    trunk, number = origination_trunk(platform, "orig-happy", [(pbx_port, 10)])
+    sipp = platform.sipp(tmp_path)
+    with sipp.carrier("carrier_uas.xml", pbx_port) as pbx:
+        run = carrier_calls(sipp, platform, number)
+    assert run.returncode == 0, run.describe() + platform.diagnostics()
+    assert pbx.run.returncode == 0, pbx.run.describe()
+    (invite,) = pbx.run.requests_received("INVITE")
+    assert invite.request_uri.startswith(f"sip:{number}@"), invite.request_uri
+    assert invite.header("Diversion") == f"<sip:{number}@trunkline.local>"
+    (record,) = platform.calls_of(trunk.sid)
+    assert record.direction == "trunking-originating"
+    assert record.status == "completed"
+
+
+def test_origination_fails_over_to_the_next_priority_on_503_but_not_on_486(
+    platform: Any, tmp_path: Path
+) -> None:
+    first, second = support.free_udp_ports(2)
+    _, number = origination_trunk(platform, "orig-failover", [(first, 10), (second, 20)])
+    sipp = platform.sipp(tmp_path)
+    with (
+        sipp.carrier("carrier_uas_unavailable.xml", first) as down,
+        sipp.carrier("carrier_uas.xml", second) as up,
+    ):
+        run = carrier_calls(sipp, platform, number)
+    assert run.returncode == 0, run.describe() + platform.diagnostics()
+    assert down.run.requests_received("INVITE") and up.run.requests_received("INVITE")
+    assert up.run.returncode == 0, up.run.describe()
+
+    _, number = origination_trunk(platform, "orig-busy", [(first, 10), (second, 20)])
+    with (
+        sipp.carrier("carrier_uas_busy.xml", first) as busy,
+        support.udp_sink(second) as never,
+    ):
+        refused = carrier_calls(sipp, platform, number, "pbx_uac_refused.xml")
+        tried_second = never.drain()
+    assert refused.final_response().status == 486, refused.describe()
+    assert busy.run.requests_received("INVITE")
+    assert tried_second == []  # 486 is one of the answers that go back to the caller
+
+
+def test_origination_answers_404_for_a_number_without_a_trunk(
+    platform: Any, tmp_path: Path
+) -> None:
+    number = platform.buy_number("201")
+    run = carrier_calls(platform.sipp(tmp_path), platform, number, "pbx_uac_refused.xml")
+    final = run.final_response()
+    assert final.status == 404, run.describe()
+    assert "not on a trunk" in final.reason

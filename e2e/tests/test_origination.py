@@ -106,3 +106,31 @@ def test_origination_answers_404_for_a_number_without_a_trunk(
     final = run.final_response()
     assert final.status == 404, run.describe()
     assert "not on a trunk" in final.reason
+
+
+def test_an_on_net_call_reaches_the_called_trunks_pbx_and_is_recorded_at_both_trunks(
+    platform: Any, tmp_path: Path
+) -> None:
+    (pbx_port,) = support.free_udp_ports(1)
+    called, number = origination_trunk(platform, "onnet-b", [(pbx_port, 10)])
+    calling = platform.trunk("onnet-a")
+    sipp = platform.sipp(tmp_path)
+    with (
+        sipp.carrier("carrier_uas.xml", pbx_port) as pbx_b,
+        support.udp_sink(platform.primary_port) as carriers,
+    ):
+        run = sipp.pbx(
+            "pbx_uac_call.xml", domain=calling.domain, caller=platform.caller, service=number
+        )
+        to_carriers = carriers.drain()
+    assert run.returncode == 0, run.describe() + platform.diagnostics()
+    assert pbx_b.run.returncode == 0, pbx_b.run.describe()
+    assert to_carriers == []  # never left the platform
+    (invite,) = pbx_b.run.requests_received("INVITE")
+    assert invite.header("Diversion") == f"<sip:{number}@trunkline.local>"
+    (terminating,) = platform.calls_of(calling.sid)
+    (originating,) = platform.calls_of(called.sid)
+    assert terminating.direction == "trunking-terminating"
+    assert originating.direction == "trunking-originating"
+    assert originating.parent_call_sid == terminating.sid
+    assert terminating.status == originating.status == "completed"

@@ -436,7 +436,11 @@ def test_termination_relays_the_last_failure_when_every_gateway_fails(
     assert (events["ended"].status, events["ended"].sip_status) == ("failed", 503), events
 
 
-def test_termination_refuses_an_on_net_destination_with_404(termination: Any, sipp: Any) -> None:
+def test_termination_to_an_on_net_number_without_origination_uri_is_refused_with_32010(
+    termination: Any, sipp: Any
+) -> None:
+    # On-net calls go to the called trunk's PBX (e2e/tests/test_origination.py); a trunk
+    # with no origination URI cannot take them, and the carriers are not tried either.
     trunk = termination.trunk("onnet")
     receiving = termination.trunk("onnet-dest")
     number = termination.buy_number("415", trunk_sid=receiving.sid)
@@ -445,8 +449,8 @@ def test_termination_refuses_an_on_net_destination_with_404(termination: Any, si
             "pbx_uac_refused.xml", domain=trunk.domain, caller=termination.caller, service=number
         )
         assert carrier.drain() == []
-    final = assert_refused(run, 404, "Not Found", None)
-    assert "on-net" in final.reason, run.describe()
+    final = assert_refused(run, 480, "no valid origination URI", 32010)
+    assert final.status == 480
 
 
 # --- 8. the call -------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ __all__ = [
     "CallHooks",
     "CallState",
     "Destination",
+    "LinkedCall",
     "Media",
     "MediaRefused",
     "Reject",
@@ -111,6 +112,15 @@ class Media(Protocol):
     async def answer(self, call_id: str, from_tag: str, to_tag: str, sdp: bytes) -> bytes: ...
 
     async def delete(self, call_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class LinkedCall:
+    """The origination side of an on-net call: its own Call SID, account and trunk."""
+
+    sid: str
+    account_sid: str
+    trunk_sid: str
 
 
 @dataclass(frozen=True)
@@ -192,6 +202,8 @@ class Call:
     transfer_caller_id: str = "from-transferee"  # from-transferee | from-transferor
     zone: str = ""
     holds_concurrency: bool = False  # released when the call ends
+    # An on-net call is also an origination call at the called number's trunk (its CDR).
+    linked: LinkedCall | None = None
     # Which final answers of leg B move the call to the next destination (termination:
     # 408 and 5xx; origination has its own list).
     fails_over: Callable[[int], bool] = field(default=lambda status: _fails_over(status))

@@ -75,47 +75,53 @@ class CallRecorder(CallHooks):
 
     def started(self, call: Call) -> None:
         now = _now()
-        record = CallRecord(
-            sid=call.sid,
-            account_sid=call.account_sid,
-            direction=CallDirection(call.direction),
-            from_=call.from_number,
-            to=call.to_number,
-            status=CallStatus.QUEUED,
-            trunk_sid=call.trunk_sid or None,
-            start_time=now,
-            edge=call.edge or None,
-            sip_call_id=call.a_call_id,
-            date_created=now,
-            date_updated=now,
-        )
-        self._change(CallEvent.STARTED, call, record)
+        for sid, account_sid, trunk_sid, direction, parent in _views(call):
+            record = CallRecord(
+                sid=sid,
+                account_sid=account_sid,
+                direction=CallDirection(direction),
+                from_=call.from_number,
+                to=call.to_number,
+                status=CallStatus.QUEUED,
+                trunk_sid=trunk_sid or None,
+                parent_call_sid=parent,
+                start_time=now,
+                edge=call.edge or None,
+                sip_call_id=call.a_call_id,
+                date_created=now,
+                date_updated=now,
+            )
+            self._change(CallEvent.STARTED, call, record)
 
     def ringing(self, call: Call) -> None:
-        record = self._records.get(call.sid)
-        if record is not None:
+        for record in self._current(call):
             self._change(CallEvent.RINGING, call, _updated(record, status=CallStatus.RINGING))
 
     def answered(self, call: Call) -> None:
-        record = self._records.get(call.sid)
-        if record is not None:
-            answered = _at(call.answered_at)
+        answered = _at(call.answered_at)
+        for record in self._current(call):
             change = _updated(record, status=CallStatus.IN_PROGRESS, answer_time=answered)
             self._change(CallEvent.ANSWERED, call, change)
 
     def ended(self, call: Call) -> None:
-        record = self._records.pop(call.sid, None)
-        if record is None:
-            return
-        final = _updated(
-            record,
-            status=_status(call.status),
-            end_time=_at(call.ended_at),
-            duration=call.duration,
-            sip_response_code=call.final_status or None,
-            error_code=call.error_code or None,
-        )
-        self._change(CallEvent.ENDED, call, final, keep=False)
+        for record in self._current(call, forget=True):
+            final = _updated(
+                record,
+                status=_status(call.status),
+                end_time=_at(call.ended_at),
+                duration=call.duration,
+                sip_response_code=call.final_status or None,
+                error_code=call.error_code or None,
+            )
+            self._change(CallEvent.ENDED, call, final, keep=False)
+
+    def _current(self, call: Call, *, forget: bool = False) -> list[CallRecord]:
+        found = []
+        for sid, *_ in _views(call):
+            record = self._records.pop(sid, None) if forget else self._records.get(sid)
+            if record is not None:
+                found.append(record)
+        return found
 
     # --- internals ------------------------------------------------------------------------
 
@@ -128,7 +134,7 @@ class CallRecorder(CallHooks):
         keep: bool = True,
     ) -> None:
         if keep:
-            self._records[call.sid] = record
+            self._records[record.sid] = record
         self._queue.put_nowait(_Change(kind, record, _event(kind, call, record)))
 
     async def _drain(self) -> None:
@@ -180,6 +186,20 @@ class CallRecorder(CallHooks):
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX)
+
+
+def _views(call: Call) -> list[tuple[str, str, str, str, str | None]]:
+    """The CDRs a B2BUA call makes: its own, and for an on-net call the origination call at
+    the called number's trunk (its parent is the terminating call)."""
+    views: list[tuple[str, str, str, str, str | None]] = [
+        (call.sid, call.account_sid, call.trunk_sid, call.direction, None)
+    ]
+    linked = call.linked
+    if linked is not None:
+        views.append(
+            (linked.sid, linked.account_sid, linked.trunk_sid, "trunking-originating", call.sid)
+        )
+    return views
 
 
 def _status(text: str) -> CallStatus:

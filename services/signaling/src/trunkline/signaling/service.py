@@ -37,6 +37,7 @@ from trunkline.signaling.b2bua import (
     Call,
     CallHooks,
     Destination,
+    LinkedCall,
     Media,
     Reject,
     copyable_headers,
@@ -367,9 +368,10 @@ class Signaling:
         self.endpoint.respond(key, make_response(request, 100))
         number_sid = await self.cache.holder(claims.PHONE_NUMBER, destination)
         number = await self.cache.get(PhoneNumber, number_sid) if number_sid else None
+        called_trunk = None
         if number is not None and number.trunk_sid:
-            # On-net: the origination side of the B2BUA completes this (issue 7).
-            return Reject(404, "Not Found: on-net calls to a trunk's number are not routed yet", 0)
+            # On-net: the number is another trunk's; the call goes to that trunk's PBX.
+            called_trunk = await self.cache.get(Trunk, number.trunk_sid)
         if identity.requires_session_timer(request.headers):
             # RFC 3261 8.2.2.3: the platform runs no session timers (RFC 4028).
             return Reject(420, "Bad Extension: session timers are not supported", 0)
@@ -384,7 +386,16 @@ class Signaling:
         limit = trunk.concurrent_calls_limit or config.default_concurrent_calls
         if limit and not self.concurrent.acquire(trunk.sid, limit):
             return Reject(503, "Service Unavailable: trunk concurrent call limit reached", 32001)
-        call = self._new_call(event, trunk, edge, destination, caller, diversions)
+        if called_trunk is not None:
+            call = await self._new_on_net_call(
+                event, trunk, called_trunk, edge, destination, caller
+            )
+            if isinstance(call, Reject):
+                if limit:
+                    self.concurrent.release(trunk.sid)
+                return call
+        else:
+            call = self._new_call(event, trunk, edge, destination, caller, diversions)
         call.holds_concurrency = bool(limit)
         call.start()
         return call
@@ -412,6 +423,31 @@ class Signaling:
         if trunk is None:
             return Reject(404, "Not Found: the number is not on a trunk", 0)
         self.endpoint.respond(key, make_response(request, 100))
+        destinations = await self._origination_destinations(trunk, dialled)
+        if not destinations:
+            return Reject(480, "Temporarily Unavailable: no valid origination URI", 32010)
+        caller = identity.caller_id(request) or "anonymous"
+        policy = {"offerer": media_pb2.LegPolicy(), "answerer": _pbx_answerer(trunk)}
+        headers = copyable_headers(request, _PASSED_HEADERS)
+        headers.append(("Diversion", origination.diversion_header(dialled, self.config.zone)))
+        call = self._make_call(
+            event,
+            trunk,
+            self.config.edge,
+            dialled,
+            caller,
+            destinations=destinations,
+            policy=policy,
+            headers=headers,
+            direction="trunking-originating",
+            fails_over=origination.fails_over,
+        )
+        call.start()
+        return call
+
+    async def _origination_destinations(self, trunk: Trunk, dialled: str) -> list[Destination]:
+        """The attempts of an origination call to `trunk`: its origination URLs in order,
+        each host name resolved to all its addresses."""
         urls = await self.cache.list_all(OriginationUrl, "trunk", trunk.sid)
         routes = origination.plan(urls, dialled, self.config.rng, secure=trunk.secure)
         for url, problem in routes.invalid:
@@ -431,34 +467,7 @@ class Signaling:
                 Destination(peer, target.request_uri, name=target.url_sid, headers=target.headers)
                 for peer in target.peers(addresses)
             ]
-        if not destinations:
-            return Reject(480, "Temporarily Unavailable: no valid origination URI", 32010)
-        caller = identity.caller_id(request) or "anonymous"
-        secure = trunk.secure
-        policy = {
-            "offerer": media_pb2.LegPolicy(),
-            "answerer": media_pb2.LegPolicy(
-                symmetric_rtp=trunk.symmetric_rtp_enabled,
-                transport=media_pb2.TRANSPORT_SRTP if secure else media_pb2.TRANSPORT_RTP,
-                crypto_suites=["AES_CM_128_HMAC_SHA1_80"] if secure else [],
-            ),
-        }
-        headers = copyable_headers(request, _PASSED_HEADERS)
-        headers.append(("Diversion", origination.diversion_header(dialled, self.config.zone)))
-        call = self._make_call(
-            event,
-            trunk,
-            self.config.edge,
-            dialled,
-            caller,
-            destinations=destinations,
-            policy=policy,
-            headers=headers,
-            direction="trunking-originating",
-            fails_over=origination.fails_over,
-        )
-        call.start()
-        return call
+        return destinations
 
     async def _account_numbers(self, account_sid: str) -> set[str]:
         numbers = await self.cache.list_all(PhoneNumber, "account", account_sid)
@@ -495,6 +504,44 @@ class Signaling:
             policy=policy,
             headers=headers,
         )
+
+    async def _new_on_net_call(
+        self,
+        event: RequestReceived,
+        trunk: Trunk,
+        called: Trunk,
+        edge: str,
+        destination: str,
+        caller: str,
+    ) -> Call | Reject:
+        """A call from trunk A's PBX to a number of trunk B: leg B is B's origination URLs,
+        and the call is recorded twice, terminating at A and originating at B."""
+        destinations = await self._origination_destinations(called, destination)
+        if not destinations:
+            return Reject(480, "Temporarily Unavailable: no valid origination URI", 32010)
+        policy = {
+            "offerer": media_pb2.LegPolicy(
+                symmetric_rtp=trunk.symmetric_rtp_enabled,
+                transport=media_pb2.TRANSPORT_SRTP
+                if trunk.secure
+                else media_pb2.TRANSPORT_UNSPECIFIED,
+            ),
+            "answerer": _pbx_answerer(called),
+        }
+        headers = [("Diversion", origination.diversion_header(destination, self.config.zone))]
+        call = self._make_call(
+            event,
+            trunk,
+            edge,
+            destination,
+            caller,
+            destinations=destinations,
+            policy=policy,
+            headers=headers,
+            fails_over=origination.fails_over,
+        )
+        call.linked = LinkedCall(self._new_sid(), called.account_sid, called.sid)
+        return call
 
     def _make_call(
         self,
@@ -601,6 +648,16 @@ class AuthApi(Protocol):
     async def termination(self, request: auth_pb2.TerminationRequest) -> auth_pb2.Verdict: ...
 
     async def caller(self, request: auth_pb2.CallerRequest) -> auth_pb2.Verdict: ...
+
+
+def _pbx_answerer(trunk: Trunk) -> media_pb2.LegPolicy:
+    """The media policy of a trunk's PBX when the platform calls it (origination): SRTP with
+    AES_CM_128_HMAC_SHA1_80 only on a secure trunk, symmetric RTP as the trunk says."""
+    return media_pb2.LegPolicy(
+        symmetric_rtp=trunk.symmetric_rtp_enabled,
+        transport=media_pb2.TRANSPORT_SRTP if trunk.secure else media_pb2.TRANSPORT_RTP,
+        crypto_suites=["AES_CM_128_HMAC_SHA1_80"] if trunk.secure else [],
+    )
 
 
 def _refusal(verdict: auth_pb2.Verdict) -> Reject:

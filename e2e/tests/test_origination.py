@@ -6,10 +6,12 @@ guide says. The rest of issue 7 (CNAM, redirects, disaster recovery, on-net) com
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from trunkline.harness.modules import load_module
@@ -134,3 +136,40 @@ def test_an_on_net_call_reaches_the_called_trunks_pbx_and_is_recorded_at_both_tr
     assert originating.direction == "trunking-originating"
     assert originating.parent_call_sid == terminating.sid
     assert terminating.status == originating.status == "completed"
+
+
+def import_cnam(platform: Any, rows: str) -> None:
+    """The platform operator imports caller names (admin API, as `trunkline admin cnam`)."""
+    token = platform.platform.data.admin_token_file.read_text().strip()
+    answer = httpx.post(
+        f"{platform.platform.api_url}/admin/v1/Cnam/Import",
+        content=f"number,caller_name\n{rows}".encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def test_cnam_puts_the_callers_name_in_from_contact_and_pai_for_north_american_callers(
+    platform: Any, tmp_path: Path
+) -> None:
+    import_cnam(platform, "+14155550142,ACME WIDGETS\n")
+    (pbx_port,) = support.free_udp_ports(1)
+    trunk, number = origination_trunk(platform, "orig-cnam", [(pbx_port, 10)])
+    platform.client.trunking.v1.trunks(trunk.sid).update(cnam_lookup_enabled=True)
+    sipp = platform.sipp(tmp_path)
+    with sipp.carrier("carrier_uas.xml", pbx_port, calls=2) as pbx:
+        for caller in ("+14155550142", "+442071234567"):
+            run = sipp.pbx(
+                "pbx_uac_call.xml",
+                domain=HOST,
+                caller=caller,
+                service=number,
+                local_port=platform.primary_port,
+            )
+            assert run.returncode == 0, run.describe() + platform.diagnostics()
+            time.sleep(1.1)  # the trunk's default rate: one call per second
+    named, foreign = pbx.run.requests_received("INVITE")
+    for header in ("From", "Contact", "P-Asserted-Identity"):
+        assert (named.header(header) or "").startswith('"ACME WIDGETS" <'), named.header(header)
+    assert '"' not in (foreign.header("From") or "")  # other countries get no lookup

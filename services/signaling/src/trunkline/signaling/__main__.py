@@ -12,7 +12,7 @@ import uvloop
 
 from trunkline.events.calls import CallEventPublisher
 from trunkline.signaling.carriers import CarrierConfigError, carriers_from_env
-from trunkline.signaling.clients import AuthClient, MediaClient
+from trunkline.signaling.clients import AuthClient, CnamClient, MediaClient
 from trunkline.signaling.records import CallRecorder
 from trunkline.signaling.service import Signaling, SignalingConfig
 from trunkline.signaling.sip.timers import TimerConfig
@@ -39,6 +39,7 @@ class Settings:
     nats_url: str = ""
     auth_address: str = "127.0.0.1:7200"
     media_address: str = "127.0.0.1:7100"
+    cnam_address: str = ""
     health_port: int = 0
     min_max_forwards: int = 20
     max_call_duration: float = 86400.0
@@ -60,6 +61,7 @@ class Settings:
             nats_url=env.get("TRUNKLINE_NATS_URL", ""),
             auth_address=env.get("TRUNKLINE_AUTH_ADDRESS", cls.auth_address),
             media_address=env.get("TRUNKLINE_MEDIA_ADDRESS", cls.media_address),
+            cnam_address=env.get("TRUNKLINE_CNAM_ADDRESS", ""),
             health_port=_number(env, "TRUNKLINE_SIGNALING_HEALTH_PORT", 0),
             min_max_forwards=_number(env, "TRUNKLINE_MIN_MAX_FORWARDS", cls.min_max_forwards),
             max_call_duration=float(
@@ -111,6 +113,7 @@ async def serve(settings: Settings) -> None:
     recorder.start()
     media = MediaClient(settings.media_address)
     auth = AuthClient(settings.auth_address)
+    cnam = CnamClient(settings.cnam_address) if settings.cnam_address else None
     signaling = Signaling(
         endpoint,
         SignalingConfig(
@@ -126,6 +129,7 @@ async def serve(settings: Settings) -> None:
         auth,
         media,
         hooks=recorder,
+        cnam=cnam,
     )
 
     async def follow_media() -> None:
@@ -160,6 +164,8 @@ async def serve(settings: Settings) -> None:
         await publisher.close()
     await media.close()
     await auth.close()
+    if cnam is not None:
+        await cnam.close()
     await cache.close()
     await repo.close()
     if health is not None:

@@ -202,6 +202,9 @@ class Call:
     transfer_caller_id: str = "from-transferee"  # from-transferee | from-transferor
     zone: str = ""
     holds_concurrency: bool = False  # released when the call ends
+    # The caller's name (CNAM) for the display names of leg B's From, Contact and
+    # P-Asserted-Identity; None: no name.
+    b_display_name: str | None = None
     # An on-net call is also an origination call at the called number's trunk (its CDR).
     linked: LinkedCall | None = None
     # Which final answers of leg B move the call to the next destination (termination:
@@ -361,7 +364,7 @@ class Call:
                 self._end_with(Reject(failure.status, failure.reason), by="callee")
             else:
                 self._end_with(
-                    Reject(503, "Service Unavailable: no carrier gateway answered", 0),
+                    Reject(503, "Service Unavailable: no destination answered", 0),
                     by="platform",
                 )
             return
@@ -373,11 +376,14 @@ class Call:
         headers.add("Via", self.endpoint.via(transport))
         max_forwards = self.a_request.max_forwards
         headers.add("Max-Forwards", str((max_forwards if max_forwards is not None else 70) - 1))
-        headers.add("From", f"<{self.b_from}>;tag={new_tag()}")
+        display = _display_name(self.b_display_name)
+        headers.add("From", f"{display}<{self.b_from}>;tag={new_tag()}")
         headers.add("To", f"<{_strip_params(destination.request_uri)}>")
         headers.add("Call-ID", f"{new_tag()}{new_tag()}")
         headers.add("CSeq", "1 INVITE")
-        headers.add("Contact", self._contact(transport))
+        headers.add("Contact", display + self._contact(transport))
+        if display:
+            headers.add("P-Asserted-Identity", f"{display}<{self.b_from}>")
         headers.add("Allow", ALLOW)
         for name, value in (*self.b_headers, *destination.headers):
             headers.add(name, value)
@@ -1105,6 +1111,14 @@ class _ReInvite:
 def _fails_over(status: int) -> bool:
     # Termination: the next gateway on 408 or any 5xx; every other final answer is relayed.
     return status == 408 or 500 <= status < 600
+
+
+def _display_name(name: str | None) -> str:
+    """A quoted display name and its space, or nothing (RFC 3261 25.1 quoted-string)."""
+    if not name:
+        return ""
+    escaped = name.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}" '
 
 
 def _strip_params(uri: str) -> str:

@@ -11,9 +11,9 @@ import grpc
 
 from trunkline.signaling.b2bua import MediaRefused, Reject
 from trunkline.telemetry.grpc_aio import client_interceptors
-from trunkline.v1 import auth_pb2, auth_pb2_grpc, media_pb2, media_pb2_grpc
+from trunkline.v1 import auth_pb2, auth_pb2_grpc, cnam_pb2, cnam_pb2_grpc, media_pb2, media_pb2_grpc
 
-__all__ = ["AuthClient", "MediaClient"]
+__all__ = ["AuthClient", "CnamClient", "MediaClient"]
 
 log = logging.getLogger("trunkline.signaling.clients")
 
@@ -101,3 +101,32 @@ class AuthClient:
     async def caller(self, request: auth_pb2.CallerRequest) -> auth_pb2.Verdict:
         verdict: auth_pb2.Verdict = await self.stub.AuthorizeCaller(request, timeout=_TIMEOUT)
         return verdict
+
+
+class CnamClient:
+    """Caller names for origination calls; a lookup that fails or is slow leaves the call
+    without a name rather than delaying it (the CNAM service bills each call once)."""
+
+    def __init__(self, address: str, *, timeout: float = 1.5) -> None:
+        self.channel = grpc.aio.insecure_channel(address, interceptors=client_interceptors())
+        self.stub: cnam_pb2_grpc.CnamAsyncStub = cnam_pb2_grpc.CnamStub(self.channel)
+        self.timeout = timeout
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def lookup(
+        self, account_sid: str, trunk_sid: str, call_sid: str, number: str
+    ) -> str | None:
+        request = cnam_pb2.LookupRequest(
+            account_sid=account_sid, trunk_sid=trunk_sid, call_sid=call_sid, number=number
+        )
+        try:
+            reply = await self.stub.Lookup(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as error:
+            log.warning(
+                "CNAM lookup failed; the call goes on without a name",
+                extra={"call_sid": call_sid, "code": error.code().name},
+            )
+            return None
+        return reply.caller_name if reply.found and reply.caller_name else None

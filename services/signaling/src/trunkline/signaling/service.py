@@ -30,6 +30,7 @@ from trunkline.domain.model import (
     PhoneNumber,
     Trunk,
 )
+from trunkline.domain.numbers import is_nanp
 from trunkline.domain.sid import new_sid
 from trunkline.signaling import identity, origination
 from trunkline.signaling.b2bua import (
@@ -137,6 +138,7 @@ class Signaling:
         hooks: CallHooks | None = None,
         new_sid: Callable[[], str] | None = None,
         resolver: Resolver | None = None,
+        cnam: CnamApi | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.config = config
@@ -158,6 +160,7 @@ class Signaling:
         self._carrier_hosts = frozenset(gateway.host for gateway in config.gateways)
         self._carrier_sources = frozenset((g.host, g.port) for g in config.gateways)
         self.resolver = resolver or Resolver.from_env()
+        self.cnam = cnam
         endpoint.on_event = self.handle
         endpoint.admit = self.admit
 
@@ -427,8 +430,15 @@ class Signaling:
         if not destinations:
             return Reject(480, "Temporarily Unavailable: no valid origination URI", 32010)
         caller = identity.caller_id(request) or "anonymous"
+        sid = self._new_sid()
+        name = None
+        if trunk.cnam_lookup_enabled and self.cnam is not None and is_nanp(caller):
+            name = await self.cnam.lookup(trunk.account_sid, trunk.sid, sid, caller)
         policy = {"offerer": media_pb2.LegPolicy(), "answerer": _pbx_answerer(trunk)}
         headers = copyable_headers(request, _PASSED_HEADERS)
+        if name is not None:
+            # The platform asserts the caller with the name it looked up (b2bua adds it).
+            headers = [(n, v) for n, v in headers if n.lower() != "p-asserted-identity"]
         headers.append(("Diversion", origination.diversion_header(dialled, self.config.zone)))
         call = self._make_call(
             event,
@@ -441,7 +451,9 @@ class Signaling:
             headers=headers,
             direction="trunking-originating",
             fails_over=origination.fails_over,
+            sid=sid,
         )
+        call.b_display_name = name
         call.start()
         return call
 
@@ -556,10 +568,11 @@ class Signaling:
         headers: list[tuple[str, str]],
         direction: str = "trunking-terminating",
         fails_over: Callable[[int], bool] | None = None,
+        sid: str | None = None,
     ) -> Call:
         request = event.request
         assert event.key is not None
-        sid = self._new_sid()
+        sid = sid or self._new_sid()
         call = Call(
             sid=sid,
             endpoint=self.endpoint,
@@ -640,6 +653,14 @@ class Signaling:
         call = self.by_sid.get(call_sid)
         if call is not None:
             call.media_timeout()
+
+
+class CnamApi(Protocol):
+    """What the service needs of the CNAM service (clients.CnamClient)."""
+
+    async def lookup(
+        self, account_sid: str, trunk_sid: str, call_sid: str, number: str
+    ) -> str | None: ...
 
 
 class AuthApi(Protocol):

@@ -6,7 +6,6 @@ guide says. The rest of issue 7 (CNAM, redirects, disaster recovery, on-net) com
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -168,8 +167,47 @@ def test_cnam_puts_the_callers_name_in_from_contact_and_pai_for_north_american_c
                 local_port=platform.primary_port,
             )
             assert run.returncode == 0, run.describe() + platform.diagnostics()
-            time.sleep(1.1)  # the trunk's default rate: one call per second
     named, foreign = pbx.run.requests_received("INVITE")
     for header in ("From", "Contact", "P-Asserted-Identity"):
         assert (named.header(header) or "").startswith('"ACME WIDGETS" <'), named.header(header)
     assert '"' not in (foreign.header("From") or "")  # other countries get no lookup
+
+
+def test_a_302_from_the_pbx_is_followed_once_to_its_contact(platform: Any, tmp_path: Path) -> None:
+    redirecting, target = support.free_udp_ports(2)
+    trunk, number = origination_trunk(platform, "orig-302", [(redirecting, 10)])
+    sipp = platform.sipp(tmp_path)
+    moved = {"target": f"{HOST}:{target}"}
+    with (
+        sipp.carrier("pbx_uas_redirect.xml", redirecting, variables=moved) as first,
+        sipp.carrier("carrier_uas.xml", target) as second,
+    ):
+        run = carrier_calls(sipp, platform, number)
+    assert run.returncode == 0, run.describe() + platform.diagnostics()
+    assert first.run.returncode == 0, first.run.describe()
+    assert second.run.returncode == 0, second.run.describe()
+    (record,) = platform.calls_of(trunk.sid)
+    assert record.status == "completed"
+
+
+def test_a_second_302_and_a_302_into_the_platform_zone_are_refused_with_32219(
+    platform: Any, tmp_path: Path
+) -> None:
+    first, second = support.free_udp_ports(2)
+    _, number = origination_trunk(platform, "orig-302-twice", [(first, 10)])
+    sipp = platform.sipp(tmp_path)
+    with (
+        sipp.carrier("pbx_uas_redirect.xml", first, variables={"target": f"{HOST}:{second}"}),
+        sipp.carrier("pbx_uas_redirect.xml", second, variables={"target": f"{HOST}:{first}"}),
+    ):
+        twice = carrier_calls(sipp, platform, number, "pbx_uac_refused.xml")
+    final = twice.final_response()
+    assert (final.status, final.header(support.ERROR_HEADER)) == (502, "32219"), twice.describe()
+    assert "second time" in final.reason
+
+    _, number = origination_trunk(platform, "orig-302-zone", [(first, 10)])
+    into_zone = {"target": "+15105550111@trunkline.local"}
+    with sipp.carrier("pbx_uas_redirect.xml", first, variables=into_zone):
+        refused = carrier_calls(sipp, platform, number, "pbx_uac_refused.xml")
+    final = refused.final_response()
+    assert (final.status, final.header(support.ERROR_HEADER)) == (502, "32219"), refused.describe()

@@ -136,6 +136,8 @@ class Destination:
     credentials: tuple[str, str] | None = field(default=None, repr=False)
     # Headers this attempt adds (an origination URL's X- headers).
     headers: tuple[tuple[str, str], ...] = ()
+    # What a redirect of this attempt is judged against (origination.OriginationTarget).
+    target: Any = None
 
 
 class CallHooks(Protocol):
@@ -207,6 +209,9 @@ class Call:
     b_display_name: str | None = None
     # An on-net call is also an origination call at the called number's trunk (its CDR).
     linked: LinkedCall | None = None
+    # Where a 3xx of leg B sends the call (origination: one 302, judged by the service):
+    # the next destinations, or the refusal to answer leg A with. None: 3xx is final.
+    redirect: Callable[[Response, Destination], Awaitable[list[Destination] | Reject]] | None = None
     # Which final answers of leg B move the call to the next destination (termination:
     # 408 and 5xx; origination has its own list).
     fails_over: Callable[[int], bool] = field(default=lambda status: _fails_over(status))
@@ -496,6 +501,19 @@ class Call:
         # A final failure of this attempt.
         self._cancel_timer("no-response")
         if status in (401, 407) and not self._cancelled and self._answer_challenge(response):
+            return
+        if (
+            status == 302
+            and self.redirect is not None
+            and self.b_destination is not None
+            and not self._cancelled
+        ):
+            followed = await self.redirect(response, self.b_destination)
+            if isinstance(followed, Reject):
+                self._end_with(followed, by="platform")
+                return
+            self.destinations[:0] = followed  # the redirect target first, then the rest
+            await self._next_destination()
             return
         self.last_failure = response
         if self._cancelled:

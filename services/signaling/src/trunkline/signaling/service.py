@@ -453,6 +453,7 @@ class Signaling:
             fails_over=origination.fails_over,
             sid=sid,
         )
+        call.redirect = self._redirect
         call.b_display_name = name
         call.start()
         return call
@@ -468,18 +469,49 @@ class Signaling:
             )
         destinations: list[Destination] = []
         for target in routes.targets:
-            addresses: list[str] = []
-            if not target.is_ip:
-                try:
-                    addresses = await self.resolver.addresses(target.host)
-                except ResolutionError as error:
-                    log.warning("origination URL host not resolved", extra={"error": str(error)})
-                    continue
-            destinations += [
-                Destination(peer, target.request_uri, name=target.url_sid, headers=target.headers)
-                for peer in target.peers(addresses)
-            ]
+            destinations += await self._attempts_of(target)
         return destinations
+
+    async def _attempts_of(self, target: origination.OriginationTarget) -> list[Destination]:
+        """One attempt per address of an origination target (a host name: all its A
+        records, in order); none when the name does not resolve."""
+        addresses: list[str] = []
+        if not target.is_ip:
+            try:
+                addresses = await self.resolver.addresses(target.host)
+            except ResolutionError as error:
+                log.warning("origination host not resolved", extra={"error": str(error)})
+                return []
+        return [
+            Destination(
+                peer,
+                target.request_uri,
+                name=target.url_sid,
+                headers=target.headers,
+                target=target,
+            )
+            for peer in target.peers(addresses)
+        ]
+
+    async def _redirect(
+        self, response: Response, attempt: Destination
+    ) -> list[Destination] | Reject:
+        """A PBX's 302 (issue 7): followed once, to its first Contact, never into the
+        platform's zone; otherwise refused with 32219."""
+        current = attempt.target
+        if not isinstance(current, origination.OriginationTarget):
+            return Reject(response.status, response.reason)
+        try:
+            contacts = response.contacts
+        except ValueError:
+            contacts = []
+        followed = origination.redirect_target(contacts, self.config.zone, current)
+        if isinstance(followed, origination.RedirectRefused):
+            return Reject(followed.status, followed.reason, followed.code)
+        attempts = await self._attempts_of(followed)
+        if not attempts:
+            return Reject(502, "Bad Gateway: the redirect target does not resolve", 32219)
+        return attempts
 
     async def _account_numbers(self, account_sid: str) -> set[str]:
         numbers = await self.cache.list_all(PhoneNumber, "account", account_sid)
@@ -553,6 +585,7 @@ class Signaling:
             fails_over=origination.fails_over,
         )
         call.linked = LinkedCall(self._new_sid(), called.account_sid, called.sid)
+        call.redirect = self._redirect
         return call
 
     def _make_call(

@@ -6,7 +6,10 @@ guide says. The rest of issue 7 (CNAM, redirects, disaster recovery, on-net) com
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import http.server
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,10 @@ HOST = support.HOST
 def platform(
     tmp_path_factory: pytest.TempPathFactory, harness_sip: Mapping[str, Any]
 ) -> Iterator[Any]:
-    yield from support.start_termination(tmp_path_factory, harness_sip["sipp"])
+    # Disaster-recovery TwiML is served from loopback here, which the platform refuses by
+    # default (customers' servers are public).
+    environment = {"TRUNKLINE_DR_ALLOW_PRIVATE": "1"}
+    yield from support.start_termination(tmp_path_factory, harness_sip["sipp"], environment)
 
 
 def origination_trunk(platform: Any, name: str, urls: list[tuple[int, int]]) -> tuple[Any, str]:
@@ -211,3 +217,97 @@ def test_a_second_302_and_a_302_into_the_platform_zone_are_refused_with_32219(
         refused = carrier_calls(sipp, platform, number, "pbx_uac_refused.xml")
     final = refused.final_response()
     assert (final.status, final.header(support.ERROR_HEADER)) == (502, "32219"), refused.describe()
+
+
+class TwimlServer:
+    """A customer's web server for the disaster-recovery URL: answers every request with one
+    TwiML document and keeps the requests' parameters."""
+
+    def __init__(self, document: str) -> None:
+        requests: list[dict[str, list[str]]] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                requests.append(urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query))
+                body = document.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.requests = requests
+        self.server = http.server.ThreadingHTTPServer((HOST, 0), Handler)
+        self.url = f"http://{HOST}:{self.server.server_address[1]}/recover"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def twiml() -> Iterator[Callable[[str], TwimlServer]]:
+    servers: list[TwimlServer] = []
+
+    def serve(document: str) -> TwimlServer:
+        servers.append(TwimlServer(document))
+        return servers[-1]
+
+    yield serve
+    for server in servers:
+        server.close()
+
+
+def recovering_trunk(platform: Any, name: str, pbx_port: int, url: str) -> tuple[Any, str]:
+    trunk, number = origination_trunk(platform, name, [(pbx_port, 10)])
+    platform.client.trunking.v1.trunks(trunk.sid).update(
+        disaster_recovery_url=url, disaster_recovery_method="GET"
+    )
+    return trunk, number
+
+
+def test_disaster_recovery_dials_the_sip_uri_of_its_twiml_when_no_url_answers(
+    platform: Any, tmp_path: Path, twiml: Callable[[str], TwimlServer]
+) -> None:
+    down, backup = support.free_udp_ports(2)
+    server = twiml(f"<Response><Dial><Sip>sip:backup@{HOST}:{backup}</Sip></Dial></Response>")
+    _, number = recovering_trunk(platform, "orig-dr-dial", down, server.url)
+    sipp = platform.sipp(tmp_path)
+    with (
+        sipp.carrier("carrier_uas_unavailable.xml", down) as failing,
+        sipp.carrier("carrier_uas.xml", backup) as answering,
+    ):
+        run = carrier_calls(sipp, platform, number)
+    assert run.returncode == 0, run.describe() + platform.diagnostics()
+    assert failing.run.requests_received("INVITE")
+    assert answering.run.returncode == 0, answering.run.describe()
+    (request,) = server.requests
+    assert request["To"] == [number] and request["From"] == ["+14155550100"]
+    assert request["Direction"] == ["trunking-originating"]
+    assert request["CallSid"][0].startswith("CA")
+    assert request["AccountSid"] == [platform.account_sid]
+
+
+def test_disaster_recovery_rejects_busy_and_a_failing_url_ends_the_call_with_32011(
+    platform: Any, tmp_path: Path, twiml: Callable[[str], TwimlServer]
+) -> None:
+    (down,) = support.free_udp_ports(1)
+    server = twiml('<Response><Reject reason="busy"/></Response>')
+    _, number = recovering_trunk(platform, "orig-dr-busy", down, server.url)
+    sipp = platform.sipp(tmp_path)
+    with sipp.carrier("carrier_uas_unavailable.xml", down):
+        busy = carrier_calls(sipp, platform, number, "pbx_uac_refused.xml")
+    assert busy.final_response().status == 486, busy.describe()
+
+    (closed,) = support.free_udp_ports(1)  # nothing listens on this TCP port either
+    _, number = recovering_trunk(platform, "orig-dr-down", down, f"http://{HOST}:{closed}/x")
+    with sipp.carrier("carrier_uas_unavailable.xml", down):
+        failed = carrier_calls(sipp, platform, number, "pbx_uac_refused.xml")
+    final = failed.final_response()
+    assert final.header(support.ERROR_HEADER) == "32011", failed.describe()
+    assert final.status >= 500

@@ -163,6 +163,7 @@ async def serve(settings: Settings) -> None:
     if publisher is not None:
         await publisher.close()
     await media.close()
+    await signaling.fetcher.aclose()
     await auth.close()
     if cnam is not None:
         await cnam.close()

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from trunkline.digest.sip import DigestClient, DigestError, parse_challenge
+from trunkline.signaling.disaster_recovery import CallStatus as DrStatus
+from trunkline.signaling.disaster_recovery import DialResult, DialStatus, Ending, EndKind
 from trunkline.signaling.sip.dialog import Dialog, DialogError, DialogLayer
 from trunkline.signaling.sip.message import (
     Headers,
@@ -44,6 +46,8 @@ from trunkline.signaling.sip.transaction import (
 )
 from trunkline.signaling.sip.transport import Endpoint
 from trunkline.signaling.sip.uri import SipUri, parse_uri
+from trunkline.signaling.twiml import DialTarget
+from trunkline.signaling.twiml import Number as DrNumber
 
 __all__ = [
     "Call",
@@ -212,6 +216,9 @@ class Call:
     # Where a 3xx of leg B sends the call (origination: one 302, judged by the service):
     # the next destinations, or the refusal to answer leg A with. None: 3xx is final.
     redirect: Callable[[Response, Destination], Awaitable[list[Destination] | Reject]] | None = None
+    # Disaster recovery (origination): when no destination answered, this runs the trunk's
+    # TwiML with the call as its CallControl (`dial`, `pause`); None: no recovery.
+    recover: Callable[[Call], Awaitable[Ending]] | None = None
     # Which final answers of leg B move the call to the next destination (termination:
     # 408 and 5xx; origination has its own list).
     fails_over: Callable[[int], bool] = field(default=lambda status: _fails_over(status))
@@ -242,6 +249,8 @@ class Call:
     _a_call_id: str = ""  # leg A's Call-ID, the transfer target's once a transfer completes
     _a_media_tag: str = ""
     transfer: _Transfer | None = None
+    _recovery: asyncio.Task[None] | None = None
+    _dial: asyncio.Future[DialResult] | None = None
     _challenged_attempt: str = ""
     _b_ack: Request | None = None
     # Every INVITE leg B sent, by transaction key: a late 2xx from an abandoned attempt is
@@ -364,6 +373,12 @@ class Call:
         if self._cancelled:
             return
         if not self.destinations:
+            if self._dial is not None:
+                self._dial_done(_dial_result(self.last_failure))
+                return
+            if self.recover is not None and self._recovery is None:
+                self._recovery = asyncio.get_running_loop().create_task(self._recover())
+                return
             failure = self.last_failure
             if failure is not None:
                 self._end_with(Reject(failure.status, failure.reason), by="callee")
@@ -520,6 +535,13 @@ class Call:
             return
         if self.fails_over(status) and self.destinations:
             await self._next_destination()
+            return
+        if self._dial is not None:  # a disaster-recovery <Dial>: its TwiML decides what next
+            self.destinations = []
+            self._dial_done(_dial_result(response))
+            return
+        if self.fails_over(status) and self.recover is not None and self._recovery is None:
+            await self._next_destination()  # every destination failed: disaster recovery
             return
         self._end_with(Reject(status, response.reason), by="callee")
 
@@ -954,6 +976,73 @@ class Call:
         )
         self._send_request(notify, self.a_source)
 
+    # --- disaster recovery (CallControl of disaster_recovery.run_disaster_recovery) --------
+
+    async def _recover(self) -> None:
+        assert self.recover is not None
+        try:
+            ending = await self.recover(self)
+        except asyncio.CancelledError:
+            return
+        except Exception:
+            log.exception("disaster recovery failed", extra={"call_sid": self.sid})
+            ending = Ending(
+                EndKind.FAILED, 502, "Bad Gateway: disaster recovery failed", DrStatus.FAILED, 32011
+            )
+
+        async def finish() -> None:
+            if not ending.answered and self.state is not CallState.ANSWERED:
+                self.error_code = ending.code
+                self._end_with(Reject(ending.sip_status, ending.reason, ending.code), by="platform")
+
+        self.submit(finish)
+
+    async def dial(
+        self, targets: Sequence[DialTarget], timeout: int, caller_id: str | None
+    ) -> DialResult:
+        """A `<Dial>` of the recovery TwiML: leg B tries the targets in turn (a number through
+        the carriers, a SIP URI directly) until one answers or `timeout` seconds pass."""
+        destinations: list[Destination] = []
+        for target in targets:
+            if isinstance(target, DrNumber):
+                destinations += self.route_number(target.number)
+            else:
+                uri = parse_uri(target.uri)
+                destinations += self._transfer_destinations(uri)
+        if not destinations:
+            return DialResult(DialStatus.FAILED)
+        if caller_id:
+            self.b_from = f"sip:{caller_id}@{self.zone or 'trunkline.invalid'}"
+        future: asyncio.Future[DialResult] = asyncio.get_running_loop().create_future()
+
+        async def start() -> None:
+            self._dial = future
+            self.destinations = destinations
+            self.last_failure = None
+            self._timer("dial-timeout", float(timeout), self._dial_timeout)
+            await self._next_destination()
+
+        self.submit(start)
+        return await future
+
+    async def pause(self, seconds: int) -> None:
+        await asyncio.sleep(seconds)
+
+    async def _dial_timeout(self) -> None:
+        if self._dial is None or self.state is CallState.ANSWERED:
+            return
+        self.destinations = []
+        if self.b_key is not None:
+            with contextlib.suppress(TransactionError):
+                self.endpoint.cancel(self.b_key)
+        self._dial_done(DialResult(DialStatus.NO_ANSWER))
+
+    def _dial_done(self, result: DialResult) -> None:
+        future, self._dial = self._dial, None
+        self._cancel_timer("dial-timeout")
+        if future is not None and not future.done():
+            future.set_result(result)
+
     # --- failures and timers -----------------------------------------------------------
 
     async def _transaction_failed(self, event: TransactionTimeout | TransportError) -> None:
@@ -1027,6 +1116,18 @@ class Call:
     def _end(self, sip_status: int, reason: str, *, by: str, status: str | None = None) -> None:
         if self.state is CallState.ENDED:
             return
+        if self._dial is not None:
+            answered = self.answered_at is not None
+            self._dial_done(
+                DialResult(
+                    DialStatus.COMPLETED if answered else DialStatus.CANCELED,
+                    duration=self.duration,
+                    sip_status=sip_status,
+                    caller_hung_up=by == "caller",
+                )
+            )
+        if self._recovery is not None and not self._recovery.done() and self._dial is None:
+            self._recovery.cancel()  # the caller hung up during a fetch or a pause
         self.state = CallState.ENDED
         self.final_status = sip_status
         self.end_reason = reason
@@ -1129,6 +1230,18 @@ class _ReInvite:
 def _fails_over(status: int) -> bool:
     # Termination: the next gateway on 408 or any 5xx; every other final answer is relayed.
     return status == 408 or 500 <= status < 600
+
+
+def _dial_result(failure: Response | None) -> DialResult:
+    """How a `<Dial>` ended when no destination answered (Twilio's DialCallStatus)."""
+    if failure is None:
+        return DialResult(DialStatus.NO_ANSWER)
+    status = failure.status
+    if status in (486, 600):
+        return DialResult(DialStatus.BUSY, sip_status=status)
+    if status in (408, 480, 487):
+        return DialResult(DialStatus.NO_ANSWER, sip_status=status)
+    return DialResult(DialStatus.FAILED, sip_status=status)
 
 
 def _display_name(name: str | None) -> str:

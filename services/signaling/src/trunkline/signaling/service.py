@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
 import random
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,12 @@ from trunkline.signaling.b2bua import (
     copyable_headers,
 )
 from trunkline.signaling.carriers import Gateway, attempt_order
+from trunkline.signaling.disaster_recovery import (
+    CallParameters,
+    Ending,
+    HttpFetcher,
+    run_disaster_recovery,
+)
 from trunkline.signaling.limits import ConcurrencyLimit, CpsLimiter, PingGuard
 from trunkline.signaling.resolver import ResolutionError, Resolver
 from trunkline.signaling.sip.dialog import DialogLayer
@@ -84,6 +91,7 @@ UNANSWERED = Counter(
 ACTIVE_CALLS = Gauge("trunkline_signaling_active_calls", "Calls in progress")
 
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, REFER, NOTIFY"
+DR_ALLOW_PRIVATE = "TRUNKLINE_DR_ALLOW_PRIVATE"
 _LINGER = 32.0  # seconds an ended call still takes its attempts' late responses
 # Carried from the PBX's INVITE to the carrier (never the leg's own headers).
 _PASSED_HEADERS = ("P-Asserted-Identity", "Remote-Party-ID", "Privacy", "User-Agent")
@@ -161,6 +169,9 @@ class Signaling:
         self._carrier_sources = frozenset((g.host, g.port) for g in config.gateways)
         self.resolver = resolver or Resolver.from_env()
         self.cnam = cnam
+        # Disaster-recovery TwiML comes from customers' servers: private and loopback
+        # addresses are refused unless TRUNKLINE_DR_ALLOW_PRIVATE=1 (a lab, the tests).
+        self.fetcher = HttpFetcher(allow_private=os.environ.get(DR_ALLOW_PRIVATE) == "1")
         endpoint.on_event = self.handle
         endpoint.admit = self.admit
 
@@ -427,7 +438,7 @@ class Signaling:
             return Reject(404, "Not Found: the number is not on a trunk", 0)
         self.endpoint.respond(key, make_response(request, 100))
         destinations = await self._origination_destinations(trunk, dialled)
-        if not destinations:
+        if not destinations and not trunk.disaster_recovery_url:
             return Reject(480, "Temporarily Unavailable: no valid origination URI", 32010)
         caller = identity.caller_id(request) or "anonymous"
         sid = self._new_sid()
@@ -454,6 +465,7 @@ class Signaling:
             sid=sid,
         )
         call.redirect = self._redirect
+        call.recover = self._recovery_for(trunk)
         call.b_display_name = name
         call.start()
         return call
@@ -492,6 +504,26 @@ class Signaling:
             )
             for peer in target.peers(addresses)
         ]
+
+    def _recovery_for(self, trunk: Trunk) -> Callable[[Call], Awaitable[Ending]] | None:
+        """The trunk's disaster recovery, run when no origination URI answered."""
+        url = trunk.disaster_recovery_url
+        if not url:
+            return None
+        method = str(trunk.disaster_recovery_method)
+
+        async def recover(call: Call) -> Ending:
+            parameters = CallParameters(
+                call_sid=call.sid,
+                account_sid=call.account_sid,
+                from_=call.from_number,
+                to=call.to_number,
+            )
+            return await run_disaster_recovery(
+                url, method, parameters, fetch=self.fetcher, control=call
+            )
+
+        return recover
 
     async def _redirect(
         self, response: Response, attempt: Destination
@@ -586,6 +618,7 @@ class Signaling:
         )
         call.linked = LinkedCall(self._new_sid(), called.account_sid, called.sid)
         call.redirect = self._redirect
+        call.recover = self._recovery_for(called)
         return call
 
     def _make_call(

@@ -451,10 +451,18 @@ class Signaling:
             # The platform asserts the caller with the name it looked up (b2bua adds it).
             headers = [(n, v) for n, v in headers if n.lower() != "p-asserted-identity"]
         headers.append(("Diversion", origination.diversion_header(dialled, self.config.zone)))
+        # The edge that sends the call and is recorded on it: the first URL's edge= (or the
+        # legacy region=), else this pod's.
+        first = destinations[0].target if destinations else None
+        edge = (
+            first.sending_edge(self.config.edge)
+            if isinstance(first, origination.OriginationTarget)
+            else self.config.edge
+        )
         call = self._make_call(
             event,
             trunk,
-            self.config.edge,
+            edge,
             dialled,
             caller,
             destinations=destinations,

@@ -7,9 +7,10 @@ Run: python party.py --role callee --tone-hz 1000 --record B.wav
 As a PBX calling through a trunk, the caller takes the SIP transport (--transport udp, tcp
 or tls; TLS verifies the server against --tls-ca, or not at all without it), an outbound
 proxy (--proxy), its own From URI (--id-uri) and digest credentials (--username,
---password) for a 407. With --transfer-to URI it transfers its call there (a blind
-transfer: REFER) `--transfer-after` seconds after its media is up, and reports the progress
-the far end NOTIFYs ("transfer_status": status, reason, final).
+--password) for a 407. A callee listening on TLS (a PBX the platform calls) shows the
+certificate --tls-cert with its key --tls-key. With --transfer-to URI it transfers its call
+there (a blind transfer: REFER) `--transfer-after` seconds after its media is up, and
+reports the progress the far end NOTIFYs ("transfer_status": status, reason, final).
 
 The pjsua2-python wheel allows one Endpoint per process (FIELD-NOTES), so each party is a
 process. It uses the null sound device, plays a generated tone through an AudioMediaPlayer
@@ -428,6 +429,10 @@ def run(args: argparse.Namespace) -> int:
             if args.tls_ca:
                 tls.CaListFile = args.tls_ca
                 tls.verifyServer = True
+            if args.tls_cert:
+                # A TLS listener (a PBX the platform calls over TLS) shows this certificate.
+                tls.certFile = args.tls_cert
+                tls.privKeyFile = args.tls_key or ""
         transport_id = ep.transportCreate(TRANSPORTS[args.transport], transport)
         ep.libStart()
         ep.audDevManager().setNullDev()
@@ -540,6 +545,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--transport", choices=sorted(TRANSPORTS), default="udp")
     parser.add_argument("--tls-ca", help="verify a TLS server against this PEM file")
+    parser.add_argument("--tls-cert", help="PEM certificate this party's TLS listener shows")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     parser.add_argument("--proxy", help="outbound proxy URI (e.g. sip:h:p;transport=tls;lr)")
     parser.add_argument("--id-uri", help="this party's URI (From), e.g. sip:+1...@domain")
     parser.add_argument("--username", help="digest username for a 401/407")

@@ -21,12 +21,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from twilio.rest import Client
 
 from trunkline.cli.datadir import DataDir
@@ -172,24 +173,33 @@ class Platform:
 
 
 @contextmanager
-def running_platform(root: Path) -> Iterator[Platform]:
+def running_platform(
+    root: Path, environment: Mapping[str, str] | None = None, *, carriers: bool = True
+) -> Iterator[Platform]:
     """`trunkline up` in `root` (short: supervisord's socket path must fit) with one UDP
-    carrier gateway on loopback, torn down whatever happens."""
+    carrier gateway on loopback, torn down whatever happens. `environment` adds settings
+    of the services (supervisord passes its environment on)."""
     carrier_port = free_udp_port()
-    carriers = root / "carriers.toml"
-    carriers.write_text(
-        f'[[gateway]]\nname = "carrier"\naddress = "{HOST}:{carrier_port}"\ntransport = "udp"\n'
-    )
+    extra_args: tuple[str, ...] = ()
+    if carriers:
+        carriers_file = root / "carriers.toml"
+        carriers_file.write_text(
+            f'[[gateway]]\nname = "carrier"\naddress = "{HOST}:{carrier_port}"\ntransport = "udp"\n'
+        )
+        extra_args = ("--carriers", str(carriers_file))
     api_port, nats_port, monitor_port = free_ports(3)
     launcher = Launcher(
         DataDir.at(root / "data"),
         api_port,
         nats_port,
         monitor_port,
-        extra_args=("--carriers", str(carriers)),
+        extra_args=extra_args,
     )
     try:
-        running = launcher.start()
+        with pytest.MonkeyPatch.context() as env:
+            for name, value in (environment or {}).items():
+                env.setenv(name, value)
+            running = launcher.start()
         boot = json.loads(running.data.bootstrap_file.read_text())
         client = Client(boot["account_sid"], boot["auth_token"])
         client.trunking.base_url = client.api.base_url = running.api_url

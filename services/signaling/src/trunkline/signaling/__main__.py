@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 from dataclasses import dataclass
 
 import uvloop
@@ -33,6 +34,7 @@ class Settings:
     tls_port: int = 5061
     tls_cert: str = ""
     tls_key: str = ""
+    tls_ca_file: str = ""  # CAs to trust for TLS the platform opens (to PBXs), beside the system's
     zone: str = "trunkline.local"
     edge: str = "local"
     store_url: str = "sqlite:///./data/trunkline.db"
@@ -55,6 +57,7 @@ class Settings:
             tls_port=_number(env, "TRUNKLINE_SIP_TLS_PORT", cls.tls_port),
             tls_cert=env.get("TRUNKLINE_SIP_TLS_CERT", ""),
             tls_key=env.get("TRUNKLINE_SIP_TLS_KEY", ""),
+            tls_ca_file=env.get("TRUNKLINE_SIP_TLS_CA_FILE", ""),
             zone=env.get("TRUNKLINE_ZONE", cls.zone),
             edge=env.get("TRUNKLINE_EDGE", cls.edge),
             store_url=env.get("TRUNKLINE_STORE", cls.store_url),
@@ -82,6 +85,15 @@ def _number(env: os._Environ[str], name: str, default: int) -> int:
         raise SystemExit(f"{name} must be an integer, got {text!r}") from error
 
 
+def _client_tls(ca_file: str) -> ssl.SSLContext:
+    """TLS 1.2+ toward PBXs, verifying their certificates against the system's CAs and, if
+    given, the CAs of TRUNKLINE_SIP_TLS_CA_FILE (a PBX with a private CA)."""
+    context = client_tls_context()
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
 async def serve(settings: Settings) -> None:
     try:
         gateways = carriers_from_env()
@@ -102,7 +114,7 @@ async def serve(settings: Settings) -> None:
             settings.host,
             settings.tls_port,
             server_ssl=server_tls_context(settings.tls_cert, settings.tls_key),
-            client_ssl=client_tls_context(),
+            client_ssl=_client_tls(settings.tls_ca_file),
         )
     publisher = None
     if settings.nats_url:

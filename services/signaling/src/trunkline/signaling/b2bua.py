@@ -1047,6 +1047,12 @@ class Call:
 
     async def _transaction_failed(self, event: TransactionTimeout | TransportError) -> None:
         key = event.key
+        if isinstance(event, TransportError):
+            # A refused connection or a failed TLS handshake: say so, or nobody learns why.
+            log.warning(
+                "SIP transport failed",
+                extra={"call_sid": self.sid, "method": key.method, "reason": event.reason},
+            )
         if (
             key == self.b_key
             and key.method == "INVITE"

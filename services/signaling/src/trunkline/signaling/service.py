@@ -395,7 +395,7 @@ class Signaling:
             diversions = identity.allowed_diversions(request.headers, config.zone, owned)
         if not self.cps.take((trunk.sid, edge), rate=trunk.cps_limit):
             return Reject(503, "Service Unavailable: trunk calls-per-second limit exceeded", 32001)
-        if not config.gateways:
+        if called_trunk is None and not config.gateways:
             return Reject(503, "Service Unavailable: no carrier gateway configured", 0)
         limit = trunk.concurrent_calls_limit or config.default_concurrent_calls
         if limit and not self.concurrent.acquire(trunk.sid, limit):

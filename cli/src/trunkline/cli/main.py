@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from trunkline.cli.admin import admin
+from trunkline.cli.demo import demo
 from trunkline.cli.status import status
 from trunkline.cli.up import up
 
@@ -17,6 +18,7 @@ def cli() -> None:
 cli.add_command(up)
 cli.add_command(status)
 cli.add_command(admin)
+cli.add_command(demo)
 
 if __name__ == "__main__":
     cli(prog_name="trunkline")

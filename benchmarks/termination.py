@@ -1,4 +1,4 @@
-"""Termination calls through the whole platform: sipp PBX -> `trunkline up` -> sipp carrier.
+"""Termination and origination calls through the whole platform: sipp <-> `trunkline up` <-> sipp.
 
 Starts the real platform (`trunkline up` through trunkline.cli.testing.Launcher, on free
 ports, with a carriers file naming one sipp carrier), configures it with the official
@@ -9,6 +9,20 @@ drives it with sipp over UDP:
 
     sipp -sf benchmarks/sipp/pbx_uac_timed.xml (PBX)  ->  signaling (media anchored)
          ->  sipp -sf e2e/sipp/carrier_uas.xml (carrier)
+
+and, with `--direction origination` (or `both`, the default: termination first, then
+origination, one after the other since both use the carrier gateway's port), the other way:
+
+    sipp -sf benchmarks/sipp/pbx_uac_timed.xml (carrier, -p <the carriers file's gateway
+         port>: the platform trusts carriers by source address and UDP port), calling
+         sip:<a number on the trunk>@127.0.0.1 from +14155550100
+         ->  signaling  ->  sipp -sf e2e/sipp/carrier_uas.xml (PBX, on the trunk's
+         origination URL sip:127.0.0.1:<port>)
+
+Origination calls have no CPS limit on the platform. Each direction gets its own warm-up,
+memory step, rate steps and search, and its own section (`termination`, `origination`) in
+the JSON and in the printed tables; the targets below are termination's (issue 6), printed
+for origination for comparison.
 
 For each rate of `--rates` (and each of `--rounds`) a step runs `--seconds` of calls held
 `--hold-ms`, then the baseline: the same UAC straight to a carrier UAS at the same rate, in
@@ -32,7 +46,8 @@ seconds late after the load stops. `--search` then bisects the highest sustained
 `--memory-calls` calls up at once (`--memory-rate` calls/s, each held until all are up
 plus 5 s) and reports the RSS of signaling + media over idle, per call.
 
-    .venv/bin/python benchmarks/termination.py [--rates 50,100,200,300,400] [--seconds 10]
+    .venv/bin/python benchmarks/termination.py [--direction termination|origination|both]
+        [--rates 50,100,200,300,400] [--seconds 10]
         [--rounds 3] [--search] [--memory-calls 1000] [--json PATH]
 
 Targets (issue 6): at least 360 calls/s with no failed call; platform-added setup delay p99
@@ -77,9 +92,15 @@ UAC_SCENARIO = HERE / "sipp" / "pbx_uac_timed.xml"
 UAS_SCENARIO = REPO / "e2e" / "sipp" / "carrier_uas.xml"
 DOMAIN = "bench.pstn.trunkline.local"
 DESTINATION = "+15108675309"
+ORIGINATION_CALLER = "+14155550100"  # North American: what a US carrier would send
+DIRECTIONS = ("termination", "origination")
+PATHS = {
+    "termination": "sipp PBX -> platform -> sipp carrier",
+    "origination": "sipp carrier (from the gateway's address) -> platform -> sipp PBX",
+}
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
-PROGRAMS = ("signaling", "media", "auth", "nats", "api", "supervisord")
+PROGRAMS = ("signaling", "media", "auth", "cnam", "nats", "api", "supervisord")
 MEMORY_PROGRAMS = ("signaling", "media")
 OTHER_WORK_WARN = 15.0  # % of one CPU used by other work during a step
 SAMPLE_S = 0.25
@@ -298,13 +319,16 @@ class Sipp:
 
     def pbx(
         self, tag: str, target: str, caller: str, rate: float, calls: int, hold_ms: int,
-        limit: int, timeout_s: float,
+        limit: int, timeout_s: float, domain: str = DOMAIN, service: str = DESTINATION,
+        local_port: int | None = None,
     ) -> tuple[subprocess.Popen[bytes], dict[str, Path]]:  # fmt: skip
+        """The calling sipp (the PBX when terminating, the carrier when originating): calls
+        `sip:<service>@<domain>` sent to `target`, from `local_port` (a free one if None)."""
         files = self.files(f"{tag}-uac")
         out = files["out"].open("wb")
         process = subprocess.Popen(
-            [self.path, "-sf", str(UAC_SCENARIO), "-set", "domain", DOMAIN, "-set", "caller",
-             caller, "-s", DESTINATION, target, "-i", HOST, "-p", str(free_udp_port()),
+            [self.path, "-sf", str(UAC_SCENARIO), "-set", "domain", domain, "-set", "caller",
+             caller, "-s", service, target, "-i", HOST, "-p", str(local_port or free_udp_port()),
              "-nostdin", "-r", f"{rate:g}", "-m", str(calls), "-l", str(limit),
              "-d", str(hold_ms), "-buff_size", "4194304",
              "-recv_timeout", "10000", "-timeout", f"{int(timeout_s)}s", "-timeout_error",
@@ -414,12 +438,19 @@ class Bench:
     running: RunningPlatform | None = None
     caller: str = ""
     carrier_port: int = 0
+    direction: str = "termination"
+    pbx_port: int = 0  # the origination URL's port: the PBX sipp when originating
+    number: str = ""  # the trunk's number the carrier calls when originating
     setup: dict[str, Any] = field(default_factory=dict)
 
     def start(self) -> None:
         # The carriers file fixes the carrier's port; every platform step starts a fresh
-        # carrier sipp on it, so each step's carrier counters are its own.
+        # carrier sipp on it, so each step's carrier counters are its own. Originating, the
+        # carrier sipp sends from it (the platform trusts carriers by address and UDP port),
+        # so the two directions run one after the other. The origination URL's port is fixed
+        # too: a fresh PBX sipp listens on it per step.
         self.carrier_port = free_udp_port()
+        self.pbx_port = free_udp_port()
         carriers = self.workdir / "carriers.toml"
         carriers.write_text(
             f'[[gateway]]\nname = "bench-carrier"\naddress = "{HOST}:{self.carrier_port}"\n'
@@ -461,6 +492,18 @@ class Bench:
         limits.raise_for_status()
         body = limits.json()
         self.caller = str(number.phone_number)
+        # Origination: a number on the trunk, whose origination URL is the PBX sipp.
+        client.trunking.v1.trunks(trunk.sid).origination_urls.create(
+            friendly_name="bench pbx", sip_url=f"sip:{HOST}:{self.pbx_port}", priority=10,
+            weight=10, enabled=True,
+        )  # fmt: skip
+        available = client.available_phone_numbers("US").local.list(area_code="201", limit=1)
+        if not available:
+            raise RuntimeError("no available US local number to buy for origination")
+        on_trunk = client.incoming_phone_numbers.create(
+            phone_number=available[0].phone_number, trunk_sid=trunk.sid
+        )
+        self.number = str(on_trunk.phone_number)
         self.setup.update(
             trunk_sid=trunk.sid,
             domain=DOMAIN,
@@ -469,11 +512,15 @@ class Bench:
             cps_limit=body.get("cps_limit"),
             concurrent_calls_limit=body.get("concurrent_calls_limit"),
             sip=f"{HOST}:{self.launcher.sip_port}" if self.launcher else None,
+            carrier_gateway=f"{HOST}:{self.carrier_port}",
+            origination_number=self.number,
+            origination_url=f"sip:{HOST}:{self.pbx_port}",
+            origination_caller=ORIGINATION_CALLER,
         )
-        # The signaling service learns the trunk through NATS; wait until it answers calls.
-        self.wait_until_routing()
 
     def wait_until_routing(self) -> None:
+        """The signaling service learns the trunk and its number through NATS; wait until a
+        call in the current direction completes."""
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             step = self.calls("probe", rate=5, calls=1, hold_ms=0, meter=False)
@@ -519,14 +566,28 @@ class Bench:
         meter: bool = True,
         during: Callable[[subprocess.Popen[bytes], dict[str, Path], float], None] | None = None,
     ) -> dict[str, Any]:
-        """One sipp PBX run at `rate` through the platform (or straight to a carrier)."""
+        """One sipp UAC run at `rate` through the platform (or straight to a sipp UAS), in
+        the current direction: terminating, the PBX UAC calls a carrier UAS on the carriers
+        file's port; originating, the carrier UAC sends from that port to the platform's
+        IP, for the trunk's number, and the PBX UAS answers on the origination URL."""
         assert self.launcher is not None
+        originating = self.direction == "origination"
+        tag = f"{self.direction[:4]}-{tag}"
+        local_port = None
+        if originating:
+            dialed = {"domain": HOST, "service": self.number}
+            caller = ORIGINATION_CALLER
+        else:
+            dialed = {"domain": DOMAIN, "service": DESTINATION}
+            caller = self.caller
         if direct:
             carrier, port, uas_files = self.sipp.carrier(tag)
             target = f"{HOST}:{port}"
         else:
-            carrier, port, uas_files = self.sipp.carrier(tag, self.carrier_port)
+            uas_port = self.pbx_port if originating else self.carrier_port
+            carrier, port, uas_files = self.sipp.carrier(tag, uas_port)
             target = f"{HOST}:{self.launcher.sip_port}"
+            local_port = self.carrier_port if originating else None
         groups = {} if direct else self.programs()
         # sipp holds back new calls past -l; make it large enough never to, so an overload
         # shows as failures and retransmissions rather than as a lower offered rate.
@@ -534,7 +595,10 @@ class Bench:
         timeout_s = calls / rate + hold_ms / 1000 + 45
         metering = Meter(groups) if meter else None
         started = time.monotonic()
-        uac, files = self.sipp.pbx(tag, target, self.caller, rate, calls, hold_ms, limit, timeout_s)
+        uac, files = self.sipp.pbx(
+            tag, target, caller, rate, calls, hold_ms, limit, timeout_s, local_port=local_port,
+            **dialed,
+        )  # fmt: skip
         usage: dict[str, Any] = {}
         uac_cpu = None
         try:
@@ -575,6 +639,7 @@ class Bench:
         span = invites[-1] - invites[0] if len(invites) > 1 else 0.0
         step: dict[str, Any] = {
             "tag": tag,
+            "direction": self.direction,
             "path": "direct" if direct else "platform",
             "rate": rate,
             "calls": calls,
@@ -584,8 +649,9 @@ class Bench:
             "failed": failed,
             "unfinished": max(0, calls - successful - failed),
             "retransmissions": counter(stats, "Retransmissions(C)"),
-            "carrier_failed": counter(carrier_stats, "FailedCall(C)"),
-            "carrier_retransmissions": counter(carrier_stats, "Retransmissions(C)"),
+            # The UAS: the carrier sipp when terminating, the PBX sipp when originating.
+            "uas_failed": counter(carrier_stats, "FailedCall(C)"),
+            "uas_retransmissions": counter(carrier_stats, "Retransmissions(C)"),
             "answered_logged": len(stamps),
             "offered_cps": round((len(invites) - 1) / span, 1) if span > 0 else None,
             "delay": delays(stamps),
@@ -602,10 +668,10 @@ class Bench:
                     round(sum(usage["cpu_s"][p] for p in PROGRAMS if p in usage["cpu_s"])
                           / successful * 1e6, 1) if successful else None
                 )  # fmt: skip
-        if failed or step["unfinished"] or step["carrier_failed"]:
+        if failed or step["unfinished"] or step["uas_failed"]:
             step["sipp_errors"] = excerpt(files["errors.log"])
             step["sipp_output_tail"] = tail_text(files["out"])
-            step["carrier_errors"] = excerpt(uas_files["errors.log"])
+            step["uas_errors"] = excerpt(uas_files["errors.log"])
             if not direct:
                 step["platform_logs"] = self.diagnostics()
         step["shortfalls"] = shortfalls(step, self.args.max_setup_ms)
@@ -708,8 +774,10 @@ def shortfalls(step: dict[str, Any], max_setup_ms: float) -> list[str]:
 # --- the run ----------------------------------------------------------------------------------
 
 
-def run_rates(bench: Bench, args: argparse.Namespace, rates: list[int]) -> list[dict[str, Any]]:
-    steps = []
+def run_rates(
+    bench: Bench, args: argparse.Namespace, rates: list[int], steps: list[dict[str, Any]]
+) -> None:
+    """The rate steps, appended to `steps` as they finish (kept if a later one fails)."""
     for rate in rates:
         for round_ in range(args.rounds):
             calls = int(rate * args.seconds)
@@ -722,7 +790,6 @@ def run_rates(bench: Bench, args: argparse.Namespace, rates: list[int]) -> list[
                                                direct=True)  # fmt: skip
             steps.append(step)
             print_progress(step)
-    return steps
 
 
 def search(bench: Bench, args: argparse.Namespace, steps: list[dict[str, Any]]) -> dict[str, Any]:
@@ -851,7 +918,8 @@ def print_progress(step: dict[str, Any], what: str = "step") -> None:
         return "-" if value is None else f"{value:.2f}"
 
     print(
-        f"{what} {step['rate']:>5} cps x{step['calls']}: ok {step['successful']} "
+        f"{step.get('direction', '')[:4]} {what} {step['rate']:>5} cps x{step['calls']}: "
+        f"ok {step['successful']} "
         f"failed {step['failed']} unfinished {step['unfinished']} "
         f"retrans {step['retransmissions']} offered {step['offered_cps']} | "
         f"200 p50/p99 {show(d['200']['p50_ms'])}/{show(d['200']['p99_ms'])} ms"
@@ -903,11 +971,13 @@ def print_rows(rows: list[dict[str, Any]]) -> None:
 
 
 def print_tables(
+    direction: str,
     rows: list[dict[str, Any]],
     found: dict[str, Any] | None,
     memory: dict[str, Any] | None,
     goals: dict[str, Any],
 ) -> None:
+    print(f"\n=== {direction}: {PATHS[direction]} ===")
     if rows:
         print_rows(rows)
     if found:
@@ -924,13 +994,23 @@ def print_tables(
             f"signaling + media (by program {memory['kib_per_call_by_program']}; RSS "
             f"{sum(loaded['rss_kib'].values())} KiB, idle {sum(memory['idle_rss_kib'].values())})"
         )
-    print("\ntargets:")
+    print(
+        "\ntargets (issue 6):"
+        if direction == "termination"
+        else "\ntargets (issue 6's termination thresholds, for comparison):"
+    )
     for name, value in goals.items():
         print(f"  {name}: {json.dumps(value)}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--direction",
+        choices=(*DIRECTIONS, "both"),
+        default="both",
+        help="which calls: termination, origination, or both, one after the other",
+    )
     parser.add_argument(
         "--rates", default="50,100,200,300,400", help="calls/s steps, comma-separated (empty: none)"
     )
@@ -976,23 +1056,16 @@ def main() -> None:
         "sipp": subprocess.run([sipp, "-v"], capture_output=True, text=True).stdout.strip(),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }
-    steps: list[dict[str, Any]] = []
-    found = memory = None
+    directions = DIRECTIONS if args.direction == "both" else (args.direction,)
+    # Per direction, filled as the run goes (kept if a later step fails).
+    runs: dict[str, dict[str, Any]] = {}
     try:
         bench.start()
         report["setup"] = bench.setup
         print(f"platform up in {bench.setup['platform_start_s']} s; work dir {workdir}", flush=True)
-        if args.warmup_seconds > 0:
-            warm = bench.calls("warmup", 20, int(20 * args.warmup_seconds), args.hold_ms)
-            report["warmup"] = warm
-            print_progress(warm, "warmup")
-        report["idle_cpu_percent"] = bench.idle_cpu(3.0)
-        print(f"idle platform, % of one CPU: {report['idle_cpu_percent']}", flush=True)
-        if args.memory_calls:
-            memory = bench.memory(args.memory_calls, args.memory_rate)
-        steps = run_rates(bench, args, rates)
-        if args.search:
-            found = search(bench, args, steps)
+        for direction in directions:
+            run = runs[direction] = {"path": PATHS[direction], "steps": []}
+            run_direction(bench, args, direction, rates, run, report)
     except BaseException as error:
         report["error"] = repr(error)
         if bench.running is not None:
@@ -1000,14 +1073,22 @@ def main() -> None:
         raise
     finally:
         bench.stop()
-        rows = summarize(steps)
-        goals = targets(rows, found, memory)
-        report.update(summary=rows, search=found, memory=memory, targets=goals, steps=steps)
+        report["directions"] = list(runs)
+        for direction, run in runs.items():
+            rows = summarize(run["steps"])
+            run.update(summary=rows, targets=targets(rows, run.get("search"), run.get("memory")))
+            report[direction] = run
         path = args.json or RESULTS / f"termination-{datetime.datetime.now():%Y%m%dT%H%M%S}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report, indent=2) + "\n")
-        print_tables(rows, found, memory, goals)
-        if any(r["other_percent"] and r["other_percent"] > OTHER_WORK_WARN for r in rows):
+        for direction, run in runs.items():
+            print_tables(direction, run["summary"], run.get("search"), run.get("memory"),
+                         run["targets"])  # fmt: skip
+        if any(
+            r["other_percent"] and r["other_percent"] > OTHER_WORK_WARN
+            for run in runs.values()
+            for r in run["summary"]
+        ):
             print(f"\nnote: other work used more than {OTHER_WORK_WARN:g}% of a CPU in some "
                   "steps: the machine was shared, read those steps with care")  # fmt: skip
         print(f"wrote {path}")
@@ -1015,6 +1096,32 @@ def main() -> None:
             print(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_direction(
+    bench: Bench,
+    args: argparse.Namespace,
+    direction: str,
+    rates: list[int],
+    run: dict[str, Any],
+    report: dict[str, Any],
+) -> None:
+    """One direction's warm-up, memory step, rate steps and search, into `run`."""
+    bench.direction = direction
+    print(f"\n--- {direction}: {PATHS[direction]}", flush=True)
+    bench.wait_until_routing()
+    if args.warmup_seconds > 0:
+        warm = bench.calls("warmup", 20, int(20 * args.warmup_seconds), args.hold_ms)
+        run["warmup"] = warm
+        print_progress(warm, "warmup")
+    if "idle_cpu_percent" not in report:
+        report["idle_cpu_percent"] = bench.idle_cpu(3.0)
+        print(f"idle platform, % of one CPU: {report['idle_cpu_percent']}", flush=True)
+    if args.memory_calls:
+        run["memory"] = bench.memory(args.memory_calls, args.memory_rate)
+    run_rates(bench, args, rates, run["steps"])
+    if args.search:
+        run["search"] = search(bench, args, run["steps"])
 
 
 if __name__ == "__main__":

@@ -6,11 +6,7 @@ with auth_service(tmp_path, "sqlite:///" + str(tmp_path / "t.db")) as auth:
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,6 +32,7 @@ from trunkline.domain.model import (
 )
 from trunkline.domain.sid import new_sid
 from trunkline.store import Batch, Repository
+from trunkline.telemetry.testing import service_process
 from trunkline.v1 import auth_pb2_grpc
 
 __all__ = ["AuthProcess", "ConfigWriter", "auth_service"]
@@ -51,12 +48,6 @@ class AuthProcess:
         return auth_pb2_grpc.AuthStub(channel)
 
 
-def _free_tcp_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def auth_service(
     log_dir: Path,
@@ -68,54 +59,14 @@ def auth_service(
     """Start `python -m trunkline.auth` on a free loopback port against `store_url`; return
     once its gRPC server accepts calls; stop it (SIGTERM) afterwards. `env` adds to or
     overrides the environment (TRUNKLINE_REALM, TRUNKLINE_AUTH_NONCE_SECRET, ...)."""
-    grpc_address = f"127.0.0.1:{_free_tcp_port()}"
-    environment = {
-        **os.environ,
-        "TRUNKLINE_AUTH_GRPC_ADDRESS": grpc_address,
-        "TRUNKLINE_STORE": store_url,
-        **(env or {}),
-    }
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log = log_dir / "auth.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "trunkline.auth"],
-            env=environment,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_until_ready(process, grpc_address, log, timeout)
-        yield AuthProcess(process, grpc_address, log)
-    finally:
-        process.terminate()
-        deadline = time.monotonic() + 10
-        while process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-
-
-def _wait_until_ready(
-    process: subprocess.Popen[bytes], grpc_address: str, log: Path, timeout: float
-) -> None:
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(grpc_address) as channel:
-        ready = grpc.channel_ready_future(channel)
-        while True:
-            try:
-                ready.result(timeout=0.1)
-                return
-            except grpc.FutureTimeoutError:
-                pass
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"auth service exited with {process.returncode}:\n{log.read_text()}"
-                )
-            if time.monotonic() > deadline:
-                ready.cancel()
-                raise RuntimeError(f"auth service not ready in {timeout} s:\n{log.read_text()}")
+    with service_process(
+        "trunkline.auth",
+        log_dir,
+        address_variable="TRUNKLINE_AUTH_GRPC_ADDRESS",
+        env={"TRUNKLINE_STORE": store_url, **(env or {})},
+        timeout=timeout,
+    ) as running:
+        yield AuthProcess(running.process, running.grpc_address, running.log)
 
 
 class ConfigWriter:

@@ -9,11 +9,7 @@ with cnam_service(tmp_path, "sqlite:///" + str(tmp_path / "t.db")) as cnam:
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +22,7 @@ from nats.js import JetStreamContext
 from trunkline.domain.model import CnamEntry
 from trunkline.events.usage import USAGE_STREAM, usage_subject
 from trunkline.store import Batch, Repository
+from trunkline.telemetry.testing import service_process
 from trunkline.v1 import cnam_pb2_grpc
 from trunkline.v1.cnam_pb2 import CnamLookup
 
@@ -68,12 +65,6 @@ async def stored_lookups(js: JetStreamContext, account_sid: str) -> list[CnamLoo
         await psub.unsubscribe()
 
 
-def _free_tcp_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def cnam_service(
     log_dir: Path,
@@ -85,51 +76,11 @@ def cnam_service(
     """Start `python -m trunkline.cnam` on a free loopback port against `store_url`; return
     once its gRPC server accepts calls; stop it (SIGTERM) afterwards. `env` adds to or
     overrides the environment (TRUNKLINE_NATS_URL, TRUNKLINE_CNAM_PROVIDER_URL, ...)."""
-    grpc_address = f"127.0.0.1:{_free_tcp_port()}"
-    environment = {
-        **os.environ,
-        "TRUNKLINE_CNAM_GRPC_ADDRESS": grpc_address,
-        "TRUNKLINE_STORE": store_url,
-        **(env or {}),
-    }
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log = log_dir / "cnam.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "trunkline.cnam"],
-            env=environment,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_until_ready(process, grpc_address, log, timeout)
-        yield CnamProcess(process, grpc_address, log)
-    finally:
-        process.terminate()
-        deadline = time.monotonic() + 15
-        while process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-
-
-def _wait_until_ready(
-    process: subprocess.Popen[bytes], grpc_address: str, log: Path, timeout: float
-) -> None:
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(grpc_address) as channel:
-        ready = grpc.channel_ready_future(channel)
-        while True:
-            try:
-                ready.result(timeout=0.1)
-                return
-            except grpc.FutureTimeoutError:
-                pass
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"cnam service exited with {process.returncode}:\n{log.read_text()}"
-                )
-            if time.monotonic() > deadline:
-                ready.cancel()
-                raise RuntimeError(f"cnam service not ready in {timeout} s:\n{log.read_text()}")
+    with service_process(
+        "trunkline.cnam",
+        log_dir,
+        address_variable="TRUNKLINE_CNAM_GRPC_ADDRESS",
+        env={"TRUNKLINE_STORE": store_url, **(env or {})},
+        timeout=timeout,
+    ) as running:
+        yield CnamProcess(running.process, running.grpc_address, running.log)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,6 +12,7 @@ from pathlib import Path
 
 import grpc
 
+from trunkline.telemetry.testing import service_process
 from trunkline.v1 import media_pb2_grpc
 
 __all__ = ["MediaProcess", "media_service"]
@@ -29,12 +28,6 @@ class MediaProcess:
 
     def stub(self, channel: grpc.Channel) -> media_pb2_grpc.MediaStub:
         return media_pb2_grpc.MediaStub(channel)
-
-
-def _free_tcp_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _port_range(size: int) -> tuple[int, int]:
@@ -74,40 +67,20 @@ def media_service(
     env: Mapping[str, str] | None = None,
     timeout: float = 20.0,
 ) -> Iterator[MediaProcess]:
-    """Start `python -m trunkline.media` on loopback; stop it (SIGTERM) afterwards."""
-    grpc_address = f"127.0.0.1:{_free_tcp_port()}"
+    """Start `python -m trunkline.media` on loopback with a free UDP range of `ports`
+    ports; stop it (SIGTERM) afterwards."""
     port_min, port_max = _port_range(ports)
     environment = {
-        **os.environ,
-        "TRUNKLINE_MEDIA_GRPC_ADDRESS": grpc_address,
         "TRUNKLINE_MEDIA_RTP_ADDRESS": "127.0.0.1",
         "TRUNKLINE_MEDIA_PORT_MIN": str(port_min),
         "TRUNKLINE_MEDIA_PORT_MAX": str(port_max),
         **(env or {}),
     }
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log = log_dir / "media.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "trunkline.media"],
-            env=environment,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        with grpc.insecure_channel(grpc_address) as channel:
-            try:
-                grpc.channel_ready_future(channel).result(timeout=timeout)
-            except grpc.FutureTimeoutError:
-                raise RuntimeError(
-                    f"media service not ready in {timeout} s:\n{log.read_text()}"
-                ) from None
-        yield MediaProcess(process, grpc_address, port_min, port_max, log)
-    finally:
-        process.terminate()
-        deadline = time.monotonic() + 10
-        while process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if process.poll() is None:
-            process.kill()
-        process.wait()
+    with service_process(
+        "trunkline.media",
+        log_dir,
+        address_variable="TRUNKLINE_MEDIA_GRPC_ADDRESS",
+        env=environment,
+        timeout=timeout,
+    ) as running:
+        yield MediaProcess(running.process, running.grpc_address, port_min, port_max, running.log)

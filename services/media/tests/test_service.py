@@ -6,7 +6,7 @@ import asyncio
 import socket
 import struct
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -121,6 +121,23 @@ async def setup_call(
     return media_port(answered.sdp), media_port(offered.sdp), offered.sdp
 
 
+async def until_counted(
+    stub: media_pb2_grpc.MediaStub,
+    call_id: str,
+    role: str,
+    check: Callable[[media_pb2.LegStatistics], bool],
+    timeout: float = 5.0,
+) -> None:
+    """Poll the call's statistics until `check` holds for the leg (packets are asynchronous)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        legs = (await stub.Query(media_pb2.QueryRequest(call_id=call_id))).legs
+        if check(next(leg for leg in legs if leg.role == role)):
+            return
+        assert time.monotonic() < deadline, f"{call_id}: {role} statistics never matched"
+        await asyncio.sleep(0.02)
+
+
 async def test_relay_forwards_rtp_both_ways_and_reports_statistics(
     stub: media_pb2_grpc.MediaStub, peers: tuple[Peer, Peer]
 ) -> None:
@@ -219,7 +236,7 @@ async def test_srtp_leg_is_bridged_to_rtp_leg_and_bad_packets_are_counted(
     forged = bytearray(b_out.protect(rtp(50, 0xB)))
     forged[20] ^= 1
     b.send(bytes(forged), to_relay_from_b)
-    await asyncio.sleep(0.2)
+    await until_counted(stub, "srtp", "answerer", lambda leg: leg.srtp_auth_failures >= 1)
     legs = {
         leg.role: leg for leg in (await stub.Delete(media_pb2.DeleteRequest(call_id="srtp"))).legs
     }
@@ -277,7 +294,7 @@ async def test_media_timeout_raises_an_event_for_the_silent_leg(
 ) -> None:
     a, b = peers
     events = stub.Events(media_pb2.EventsRequest())
-    await asyncio.sleep(0.1)  # the subscription is registered before the call starts
+    await events.initial_metadata()  # subscribed: the call's events cannot be missed
     to_relay_from_a, _, _ = await setup_call(stub, "timeout", a, b)
     started = time.monotonic()
 

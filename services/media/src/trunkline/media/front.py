@@ -148,16 +148,27 @@ class Front(media_pb2_grpc.MediaServicer):
         self, request: media_pb2.EventsRequest, context: Context
     ) -> AsyncIterator[media_pb2.MediaEvent]:
         merged: asyncio.Queue[media_pb2.MediaEvent | BaseException] = asyncio.Queue()
+        subscribed = [asyncio.Event() for _ in self.stubs]
 
-        async def pump(stub: media_pb2_grpc.MediaAsyncStub) -> None:
+        async def pump(stub: media_pb2_grpc.MediaAsyncStub, ready: asyncio.Event) -> None:
             try:
-                async for event in stub.Events(request):
+                stream = stub.Events(request)
+                await stream.initial_metadata()  # the worker has registered the subscriber
+                ready.set()
+                async for event in stream:
                     merged.put_nowait(event)
             except BaseException as error:  # a worker's stream ending ends the merged one
+                ready.set()
                 merged.put_nowait(error)
 
-        tasks = [asyncio.create_task(pump(stub)) for stub in self.stubs]
+        tasks = [
+            asyncio.create_task(pump(stub, ready))
+            for stub, ready in zip(self.stubs, subscribed, strict=True)
+        ]
         try:
+            # Subscribed on every worker: now the subscriber may count on every event.
+            await asyncio.gather(*(ready.wait() for ready in subscribed))
+            await context.send_initial_metadata(())
             while True:
                 item = await merged.get()
                 if isinstance(item, BaseException):

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import struct
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from time import monotonic
 
@@ -274,14 +274,14 @@ class Relay:
         call.recording = on
         return on
 
-    async def events(self) -> AsyncIterator[Event]:
+    def subscribe(self) -> asyncio.Queue[Event]:
+        """A queue that receives every event from now on; `unsubscribe` to detach it."""
         queue: asyncio.Queue[Event] = asyncio.Queue(_EVENT_QUEUE)
         self._subscribers.add(queue)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            self._subscribers.discard(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
+        self._subscribers.discard(queue)
 
     def recordings(self) -> asyncio.Queue[RecordedPacket]:
         """A queue that receives every recorded packet; `stop_recordings` to detach it."""

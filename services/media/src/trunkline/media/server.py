@@ -163,8 +163,15 @@ class MediaService(media_pb2_grpc.MediaServicer):
     async def Events(
         self, request: media_pb2.EventsRequest, context: Context
     ) -> AsyncIterator[media_pb2.MediaEvent]:
-        async for event in self.relay.events():
-            yield _event(event)
+        queue = self.relay.subscribe()
+        try:
+            # Initial metadata tells the subscriber it is registered: no event it could miss
+            # between its call and the first one it reads.
+            await context.send_initial_metadata(())
+            while True:
+                yield _event(await queue.get())
+        finally:
+            self.relay.unsubscribe(queue)
 
 
 class RecordingFork:

@@ -48,7 +48,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter
 
-from trunkline.events.connection import ConnectionEvents, close, connect
+from trunkline.events.connection import ConnectionEvents, close, connect, ensure_stream
 from trunkline.events.subjects import CALLS_STREAM, CALLS_WILDCARD, call_subject
 from trunkline.telemetry.propagation import extract, inject
 from trunkline.v1.calls_pb2 import CallEvent
@@ -115,15 +115,7 @@ async def ensure_calls_stream(
     processes creating it at once both end with the same stream. Raises nats' APIError when
     the server refuses (an existing stream on memory storage cannot become file storage).
     """
-    config = calls_stream_config(max_age=max_age, replicas=replicas)
-    try:
-        await js.stream_info(CALLS_STREAM)
-    except nats.js.errors.NotFoundError:
-        try:
-            return await js.add_stream(config)
-        except nats.js.errors.BadRequestError:
-            pass  # created by another process since we looked: update it like any other
-    return await js.update_stream(config)
+    return await ensure_stream(js, calls_stream_config(max_age=max_age, replicas=replicas))
 
 
 class CallEventPublisher:

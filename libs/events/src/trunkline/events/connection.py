@@ -6,7 +6,10 @@ import asyncio
 import logging
 
 import nats
+import nats.js.errors
 from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import StreamConfig, StreamInfo
 
 log = logging.getLogger("trunkline.events")
 
@@ -71,3 +74,21 @@ async def flush(nc: NATS, timeout: int = 1) -> None:
     """
     await asyncio.sleep(0)
     await nc.flush(timeout=timeout)
+
+
+async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> StreamInfo:
+    """Create a JetStream stream, or bring an existing one to `config`.
+
+    Safe to run from every publisher at start: an update keeps the stored messages, and two
+    processes creating it at once both end with the same stream. Raises nats' APIError when
+    the server refuses (an existing stream on memory storage cannot become file storage).
+    """
+    assert config.name is not None
+    try:
+        await js.stream_info(config.name)
+    except nats.js.errors.NotFoundError:
+        try:
+            return await js.add_stream(config)
+        except nats.js.errors.BadRequestError:
+            pass  # created by another process since we looked: update it like any other
+    return await js.update_stream(config)

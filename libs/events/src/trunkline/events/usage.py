@@ -20,7 +20,6 @@ import logging
 from datetime import timedelta
 from typing import Final, Self
 
-import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -36,7 +35,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter
 
 from trunkline.events.calls import DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_AGE, MSG_ID_HEADER
-from trunkline.events.connection import ConnectionEvents, close, connect
+from trunkline.events.connection import ConnectionEvents, close, connect, ensure_stream
 from trunkline.events.subjects import subject_token
 from trunkline.telemetry.propagation import inject
 from trunkline.v1.cnam_pb2 import CnamLookup
@@ -108,15 +107,7 @@ async def ensure_usage_stream(
 ) -> StreamInfo:
     """Create the USAGE stream, or bring an existing one to this configuration (safe from
     every publisher at start, as `trunkline.events.calls.ensure_calls_stream`)."""
-    config = usage_stream_config(max_age=max_age, replicas=replicas)
-    try:
-        await js.stream_info(USAGE_STREAM)
-    except nats.js.errors.NotFoundError:
-        try:
-            return await js.add_stream(config)
-        except nats.js.errors.BadRequestError:
-            pass  # created by another process since we looked: update it like any other
-    return await js.update_stream(config)
+    return await ensure_stream(js, usage_stream_config(max_age=max_age, replicas=replicas))
 
 
 class UsagePublisher:

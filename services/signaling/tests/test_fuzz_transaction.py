@@ -19,6 +19,7 @@ Every input that ever crashed it belongs in REGRESSIONS below.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import random
@@ -334,6 +335,14 @@ def fuzz_one(data: bytes) -> None:
 # Inputs that once broke the harness or the layer; each is a regular test from now on.
 REGRESSIONS: list[bytes] = [
     b"",
+    # Cancelling an INVITE whose CSeq does not parse raised from inside the layer.
+    base64.b64decode(
+        "a4ReeZyI4qOBOw//qtiVmZZdQCSTmb+u1s8snuzcnmhyjDnQ086Ngah7g+sXVVBEQVRFBDzOym68B0hf"
+        "yR5bksYtOg1Y45nlyVqFwPK0J70OzclaKC3gCkoiovVyOyx6UMv0X6Pqf5Rpbz0dwoiLjmhuvjZ1pxf1"
+        "rUSiPyQV5IZR9xX1AAAAAAAAAAEjPmdE2uZxAAABAAAAAAAAAAAACQAAAP////8AAAAAAAAAABAAAAAA"
+        "AAAmypAEPM7Kbju8B0hfyR5bkis9MpX5HcKIi45oNDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NG6+NnWnF/WtRKI/"
+        "JBXkhlH3FfXRzxXojYMtkw=="
+    ),
     b"\x00" * 64,
     b"\xff" * 64,
 ]

@@ -1113,7 +1113,12 @@ class TransactionLayer:
         return []
 
     def _send_cancel(self, txn: InviteClientTransaction, now: float) -> list[Output]:
-        cancel = build_cancel(txn.request, txn.cancel_reason)
+        try:
+            cancel = build_cancel(txn.request, txn.cancel_reason)
+        except ValueError:
+            # A TU-built INVITE whose CSeq does not parse cannot be cancelled (9.1 copies
+            # it); nothing is sent and the INVITE ends by its own timers.
+            return []
         key = dataclasses.replace(txn.key, method="CANCEL")
         txn.cancel_started(now)
         if key in self._client:

@@ -16,6 +16,7 @@ import nats
 import pytest
 
 from trunkline.cli.testing import Launcher, RunningPlatform
+from trunkline.events.connection import flush
 from trunkline.v1 import media_pb2, media_pb2_grpc
 
 pytestmark = pytest.mark.e2e
@@ -95,7 +96,7 @@ async def test_trunkline_up_runs_nats_the_api_and_media_and_stops_cleanly_on_ctr
     try:
         assert connection.is_connected
         subscription = await connection.subscribe("trunkline.config.>")
-        await connection.flush()
+        await flush(connection)
         async with httpx.AsyncClient(
             base_url=platform.api_url, auth=(sid, token), timeout=10
         ) as api:

@@ -28,6 +28,7 @@ from trunkline.events.calls import (
     ensure_calls_stream,
     subscribe_calls,
 )
+from trunkline.events.connection import flush
 from trunkline.events.subjects import CALLS_STREAM, CALLS_WILDCARD, call_subject
 from trunkline.events.testing import NatsServer
 from trunkline.v1.calls_pb2 import CallEvent
@@ -173,7 +174,7 @@ async def test_subjects_name_account_call_and_kind(publisher: CallEventPublisher
         await received.put(msg.subject)
 
     await nc.subscribe(account_filter(account), cb=on_msg)
-    await nc.flush()
+    await flush(nc)
     for event in lifecycle(account, call):
         await publisher.publish(event)
     subjects = [await asyncio.wait_for(received.get(), DELIVERY_TIMEOUT) for _ in range(4)]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 
 import nats
+import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -62,18 +63,30 @@ async def close(nc: NATS, events: ConnectionEvents | None) -> None:
         await nc.close()
 
 
-async def flush(nc: NATS, timeout: int = 1) -> None:
+async def flush(nc: NATS, timeout: float = 1.0) -> None:
     """Return once the server has processed everything sent on `nc` so far.
 
     `nc.flush()` alone does not promise that in nats-py (checked at 2.16): it writes its PING
-    to the socket at once, while earlier PUB and SUB commands wait for the client's flusher
-    task, so the PONG can arrive before the server has seen them. publish() and subscribe()
-    have already woken that task; yielding to the event loop once lets it write them first,
-    and then the PONG does confirm them. Raises nats' FlushTimeoutError after `timeout`
-    seconds, ConnectionClosedError on a closed connection.
+    to the socket at once, while earlier PUB and SUB commands wait in a buffer for the
+    client's flusher task, so the PONG can come back before the server has seen them (a test
+    that subscribed, flushed and then had another client publish lost the first message about
+    one run in seven). So the barrier is a message of our own instead: a subscription on a
+    fresh inbox and a publish to it travel behind everything buffered, and the server handles
+    one client's commands in order, so when that message comes back the server has processed
+    all that went before it. Needs echo (nats-py's default). Raises nats' FlushTimeoutError
+    after `timeout` seconds, ConnectionClosedError on a closed connection.
     """
-    await asyncio.sleep(0)
-    await nc.flush(timeout=timeout)
+    inbox = nc.new_inbox()
+    barrier = await nc.subscribe(inbox)
+    try:
+        await nc.publish(inbox)
+        try:
+            await barrier.next_msg(timeout=timeout)
+        except nats.errors.TimeoutError as error:
+            raise nats.errors.FlushTimeoutError from error
+    finally:
+        with contextlib.suppress(nats.errors.Error):
+            await barrier.unsubscribe()
 
 
 async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> StreamInfo:

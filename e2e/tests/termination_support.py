@@ -30,6 +30,7 @@ from twilio.rest import Client
 
 from trunkline.cli.datadir import DataDir
 from trunkline.cli.testing import Launcher, RunningPlatform, free_ports
+from trunkline.signaling.testing import write_self_signed
 
 HOST = "127.0.0.1"
 ZONE = "trunkline.local"
@@ -238,6 +239,29 @@ def quiet_udp_ports(count: int, low: int = 32000, high: int = 32767) -> list[int
     raise AssertionError(f"no {count} free UDP ports in {low}-{high}")
 
 
+SIPP_TRANSPORTS = {"udp": "u1", "tcp": "t1", "tls": "l1"}  # sipp -t: one socket per peer
+
+
+def listening(port: int, transport: str = "udp", host: str = HOST) -> bool:
+    """Whether something listens on `port` for `transport`: a bound UDP socket, or a TCP
+    socket in LISTEN (read from /proc, so that no probe connects to a TLS server and fails
+    its handshake)."""
+    if transport == "udp":
+        return udp_port_in_use(port, host)
+    address = "".join(f"{int(octet):02X}" for octet in reversed(host.split(".")))
+    wanted = f"{address}:{port:04X}"
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == wanted and fields[3] == "0A":  # 0A: TCP_LISTEN
+            return True
+    return False
+
+
+def free_transport_ports(count: int, transport: str = "udp") -> list[int]:
+    """Free ports on loopback for a sipp of `transport` (UDP or TCP ports)."""
+    return free_udp_ports(count) if transport == "udp" else free_ports(count)
+
+
 def free_udp_ports(count: int) -> list[int]:
     sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(count)]
     try:
@@ -274,12 +298,29 @@ class Carrier:
 
 @dataclass
 class Sipp:
-    """Runs sipp scenarios of e2e/sipp with traces into `workdir`."""
+    """Runs sipp scenarios of e2e/sipp with traces into `workdir`.
+
+    Over TLS it runs the harness's TLS-capable sipp with `certificate` (cert, key): the one
+    the platform was told to trust (TRUNKLINE_SIP_TLS_CA_FILE), and the platform's
+    `sip_tls_port` is the one a sipp UAC calls."""
 
     binary: str
     workdir: Path
     sip_port: int
+    sip_tls_port: int = 0
+    certificate: tuple[Path, Path] | None = None
     count: int = 0
+
+    def _transport_args(self, transport: str) -> tuple[str | None, list[str]]:
+        """The sipp binary (None: the usual one) and options for `transport`."""
+        args = ["-t", SIPP_TRANSPORTS[transport]]
+        if transport != "tls":
+            return None, args
+        from trunkline.harness.components.sip import install_sipp_tls
+
+        assert self.certificate is not None, "TLS needs the certificate the platform trusts"
+        cert, key = self.certificate
+        return str(install_sipp_tls()), [*args, "-tls_cert", str(cert), "-tls_key", str(key)]
 
     def _files(self, name: str) -> tuple[str, Path, Path, Path]:
         self.count += 1
@@ -337,9 +378,11 @@ class Sipp:
         args: Sequence[str] = (),
         binary: str | None = None,
         local_port: int | None = None,
+        transport: str = "udp",
     ) -> SippRun:
         """Run a PBX scenario in the foreground against the platform's SIP port (with another
-        sipp `binary` if given: the harness's 3.8 computes SHA-256 digests, 3.6 only MD5)."""
+        sipp `binary` if given: the harness's 3.8 computes SHA-256 digests, 3.6 only MD5),
+        over `transport` (TLS to the platform's SIP TLS port)."""
         stem, trace, errors, output = self._files(Path(scenario).stem)
         if variables is None:
             variables = {
@@ -351,7 +394,10 @@ class Sipp:
         more = ["-s", service, "-d", str(pause_ms)]
         if rate is not None:
             more += ["-r", f"{rate:g}", "-rp", "1000"]
-        port = local_port or free_udp_ports(1)[0]  # a carrier sends from its gateway port
+        # A carrier sends from its gateway port (over UDP: over TCP only its address counts).
+        port = local_port or free_transport_ports(1, transport)[0]
+        transport_binary, transport_args = self._transport_args(transport)
+        target = self.sip_tls_port if transport == "tls" else self.sip_port
         command = self._command(
             scenario,
             local=source,
@@ -361,10 +407,10 @@ class Sipp:
             timeout=timeout,
             calls=calls,
             variables=variables,
-            args=[*more, *args, f"{HOST}:{self.sip_port}"],
+            args=[*more, *transport_args, *args, f"{HOST}:{target}"],
         )
-        if binary is not None:
-            command[0] = binary
+        if binary is not None or transport_binary is not None:
+            command[0] = binary or transport_binary or command[0]
         with output.open("wb") as out:
             done = subprocess.run(
                 command,
@@ -386,10 +432,13 @@ class Sipp:
         variables: Mapping[str, str] | None = None,
         timeout: float = 20.0,
         wait: float = 8.0,
+        transport: str = "udp",
     ) -> Iterator[Carrier]:
-        """A carrier gateway (sipp UAS) on `port` for the block; it is waited for (up to
-        `wait` s after the block) and never outlives it. Read `.run` afterwards."""
+        """A carrier gateway or PBX (sipp UAS) on `port` of `transport` for the block; it is
+        waited for (up to `wait` s after the block) and never outlives it. Read `.run`
+        afterwards."""
         stem, trace, errors, output = self._files(Path(scenario).stem)
+        transport_binary, transport_args = self._transport_args(transport)
         command = self._command(
             scenario,
             local=HOST,
@@ -399,8 +448,9 @@ class Sipp:
             timeout=timeout,
             calls=calls,
             variables=variables or {},
-            args=(),
+            args=transport_args,
         )
+        command[0] = transport_binary or command[0]
         with output.open("wb") as out:
             process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
@@ -408,7 +458,7 @@ class Sipp:
         carrier = Carrier(SippRun(stem, command, None, trace, errors, output), process)
         try:
             deadline = time.monotonic() + 10
-            while not udp_port_in_use(port):
+            while not listening(port, transport):
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise AssertionError(f"carrier sipp did not start\n{carrier.run.describe()}")
                 time.sleep(0.02)
@@ -474,6 +524,8 @@ class Termination:
     primary_port: int  # carrier gateway tried first (priority 10)
     secondary_port: int  # then this one (priority 20)
     sipp_binary: str
+    # A PBX's TLS certificate and key, which the platform trusts (TRUNKLINE_SIP_TLS_CA_FILE).
+    certificate: tuple[Path, Path] | None = None
     trunks: list[Trunk] = field(default_factory=list)
 
     @property
@@ -481,7 +533,13 @@ class Termination:
         return self.launcher.sip_port
 
     def sipp(self, workdir: Path) -> Sipp:
-        return Sipp(self.sipp_binary, workdir, self.sip_port)
+        return Sipp(
+            self.sipp_binary,
+            workdir,
+            self.sip_port,
+            sip_tls_port=self.launcher.sip_tls_port,
+            certificate=self.certificate,
+        )
 
     def trunk(
         self,
@@ -667,10 +725,14 @@ def start_termination(
     environment: Mapping[str, str] | None = None,
 ) -> Iterator[Termination]:
     """`trunkline up` with two carrier gateways (priority 10 and 20 on free UDP ports), the
-    bootstrap account's SDK client and a caller ID it bought; stopped afterwards.
+    bootstrap account's SDK client and a caller ID it bought; stopped afterwards. The
+    platform trusts a self-signed certificate the tests' TLS PBXs present.
     The gateways' ports are below the ephemeral range and the media relay's ports in a
     window of their own below them, so that nothing else on the machine takes them."""
     root = tmp_path_factory.mktemp("term")
+    (root / "pbx-tls").mkdir()
+    certificate = write_self_signed(root / "pbx-tls")
+    environment = {"TRUNKLINE_SIP_TLS_CA_FILE": str(certificate[0]), **(environment or {})}
     primary, secondary = quiet_udp_ports(2)
     carriers = root / "carriers.toml"
     carriers.write_text(
@@ -696,7 +758,7 @@ def start_termination(
             low = random.randrange(20000, 29000, 2)
             env.setenv("TRUNKLINE_MEDIA_PORT_MIN", str(low))
             env.setenv("TRUNKLINE_MEDIA_PORT_MAX", str(low + 1999))
-            for name, value in (environment or {}).items():
+            for name, value in environment.items():
                 env.setenv(
                     name, value
                 )  # platform settings a test needs (supervisord passes them on)
@@ -713,6 +775,7 @@ def start_termination(
             primary_port=primary,
             secondary_port=secondary,
             sipp_binary=sipp_binary,
+            certificate=certificate,
         )
         termination.caller = termination.buy_number("201")
         yield termination

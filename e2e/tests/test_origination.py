@@ -1,7 +1,9 @@
 """Origination end to end: a carrier (sipp, sending from a gateway of the carriers file)
 calls one of the platform's numbers; the platform finds the number's trunk and sends the
-call to the trunk's origination URLs (sipp as the PBX), by priority, failing over as the
-guide says. The rest of issue 7 (CNAM, redirects, disaster recovery, on-net) comes later.
+call to the trunk's origination URLs (sipp as the PBX), by priority and weight, failing over
+as the guide says; CNAM, redirects, a secure trunk's TLS and SRTP, disaster recovery and
+on-net calls. The happy path, weighted failover, redirect and CNAM run over UDP, TCP and TLS
+(the carrier's leg and the PBX's leg alike).
 """
 
 from __future__ import annotations
@@ -34,47 +36,120 @@ def platform(
     yield from support.start_termination(tmp_path_factory, harness_sip["sipp"], environment)
 
 
-def origination_trunk(platform: Any, name: str, urls: list[tuple[int, int]]) -> tuple[Any, str]:
+TRANSPORTS = ("udp", "tcp", "tls")
+
+
+def pbx_url(port: int, transport: str = "udp", scheme: str = "sip") -> str:
+    """An origination URL for a PBX on loopback (UDP unless the URL says otherwise)."""
+    suffix = "" if transport == "udp" or scheme == "sips" else f";transport={transport}"
+    return f"{scheme}:{HOST}:{port}{suffix}"
+
+
+def origination_trunk(
+    platform: Any,
+    name: str,
+    urls: list[tuple[int, int]],
+    *,
+    transport: str = "udp",
+    weights: list[int] | None = None,
+    secure: bool = False,
+    scheme: str = "sip",
+) -> tuple[Any, str]:
     """A trunk with origination URLs (port, priority) on loopback and a number on it."""
     trunk = platform.trunk(name)
-    origination_urls = platform.client.trunking.v1.trunks(trunk.sid).origination_urls
+    trunking = platform.client.trunking.v1
+    if secure:
+        trunking.trunks(trunk.sid).update(secure=True)
+    origination_urls = trunking.trunks(trunk.sid).origination_urls
     for index, (port, priority) in enumerate(urls):
         origination_urls.create(
             friendly_name=f"{name}-{index}",
-            sip_url=f"sip:{HOST}:{port}",
+            sip_url=pbx_url(port, transport, scheme),
             priority=priority,
-            weight=10,
+            weight=weights[index] if weights else 10,
             enabled=True,
         )
     return trunk, platform.buy_number("201", trunk_sid=trunk.sid)
 
 
-def carrier_calls(sipp: Any, platform: Any, number: str, scenario: str = "pbx_uac_call.xml") -> Any:
-    """The primary carrier gateway sends a call for `number` to the platform."""
+def carrier_calls(
+    sipp: Any,
+    platform: Any,
+    number: str,
+    scenario: str = "pbx_uac_call.xml",
+    *,
+    transport: str = "udp",
+    caller: str = "+14155550100",
+) -> Any:
+    """The primary carrier gateway sends a call for `number` to the platform (over UDP from
+    its gateway port; over TCP or TLS the platform knows a carrier by its address)."""
     return sipp.pbx(
         scenario,
         domain=HOST,  # not a trunk domain: an origination call, trusted by its source
-        caller="+14155550100",
+        caller=caller,
         service=number,
-        local_port=platform.primary_port,
+        local_port=platform.primary_port if transport == "udp" else None,
+        transport=transport,
     )
 
 
+def via_transport(message: Any) -> str:
+    """The transport of a request's topmost Via (`SIP/2.0/TCP host;...` -> `tcp`)."""
+    via = message.header("Via") or ""
+    return via.split()[0].rpartition("/")[2].lower()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_origination_sends_a_call_for_a_trunk_number_to_its_origination_url(
-    platform: Any, tmp_path: Path
+    platform: Any, tmp_path: Path, transport: str
 ) -> None:
-    (pbx_port,) = support.free_udp_ports(1)
-    trunk, number = origination_trunk(platform, "orig-happy", [(pbx_port, 10)])
+    # The carrier's leg and the PBX's leg both over `transport`.
+    (pbx_port,) = support.free_transport_ports(1, transport)
+    trunk, number = origination_trunk(
+        platform, f"orig-happy-{transport}", [(pbx_port, 10)], transport=transport
+    )
     sipp = platform.sipp(tmp_path)
-    with sipp.carrier("carrier_uas.xml", pbx_port) as pbx:
-        run = carrier_calls(sipp, platform, number)
+    with sipp.carrier("carrier_uas.xml", pbx_port, transport=transport) as pbx:
+        run = carrier_calls(sipp, platform, number, transport=transport)
     assert run.returncode == 0, run.describe() + platform.diagnostics()
     assert pbx.run.returncode == 0, pbx.run.describe()
     (invite,) = pbx.run.requests_received("INVITE")
     assert invite.request_uri.startswith(f"sip:{number}@"), invite.request_uri
+    assert via_transport(invite) == transport, invite.header("Via")
     assert invite.header("Diversion") == f"<sip:{number}@trunkline.local>"
+    (bye,) = pbx.run.requests_received("BYE")
+    assert via_transport(bye) == transport, bye.header("Via")
     (record,) = platform.calls_of(trunk.sid)
     assert record.direction == "trunking-originating"
+    assert record.status == "completed"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_weighted_failover_tries_the_rest_of_the_priority_before_the_next(
+    platform: Any, tmp_path: Path, transport: str
+) -> None:
+    # Priority 10: a PBX that answers 503 with weight 65535 (drawn first but for 1 draw in
+    # 65536) and one that answers with weight 1; priority 20 must not be tried.
+    down, up, later = support.free_transport_ports(3, transport)
+    trunk, number = origination_trunk(
+        platform,
+        f"orig-weighted-{transport}",
+        [(down, 10), (up, 10), (later, 20)],
+        transport=transport,
+        weights=[65535, 1, 10],
+    )
+    sipp = platform.sipp(tmp_path)
+    with (
+        sipp.carrier("carrier_uas_unavailable.xml", down, transport=transport) as refusing,
+        sipp.carrier("carrier_uas.xml", up, transport=transport) as answering,
+        sipp.carrier("carrier_uas.xml", later, transport=transport, wait=0.5) as next_priority,
+    ):
+        run = carrier_calls(sipp, platform, number, transport=transport)
+    assert run.returncode == 0, run.describe() + platform.diagnostics()
+    assert refusing.run.requests_received("INVITE"), refusing.run.describe()
+    assert answering.run.returncode == 0, answering.run.describe()
+    assert next_priority.run.requests_received("INVITE") == []
+    (record,) = platform.calls_of(trunk.sid)
     assert record.status == "completed"
 
 
@@ -155,23 +230,20 @@ def import_cnam(platform: Any, rows: str) -> None:
     assert answer.status_code == 200, answer.text
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_cnam_puts_the_callers_name_in_from_contact_and_pai_for_north_american_callers(
-    platform: Any, tmp_path: Path
+    platform: Any, tmp_path: Path, transport: str
 ) -> None:
     import_cnam(platform, "+14155550142,ACME WIDGETS\n")
-    (pbx_port,) = support.free_udp_ports(1)
-    trunk, number = origination_trunk(platform, "orig-cnam", [(pbx_port, 10)])
+    (pbx_port,) = support.free_transport_ports(1, transport)
+    trunk, number = origination_trunk(
+        platform, f"orig-cnam-{transport}", [(pbx_port, 10)], transport=transport
+    )
     platform.client.trunking.v1.trunks(trunk.sid).update(cnam_lookup_enabled=True)
     sipp = platform.sipp(tmp_path)
-    with sipp.carrier("carrier_uas.xml", pbx_port, calls=2) as pbx:
+    with sipp.carrier("carrier_uas.xml", pbx_port, calls=2, transport=transport) as pbx:
         for caller in ("+14155550142", "+442071234567"):
-            run = sipp.pbx(
-                "pbx_uac_call.xml",
-                domain=HOST,
-                caller=caller,
-                service=number,
-                local_port=platform.primary_port,
-            )
+            run = carrier_calls(sipp, platform, number, transport=transport, caller=caller)
             assert run.returncode == 0, run.describe() + platform.diagnostics()
     named, foreign = pbx.run.requests_received("INVITE")
     for header in ("From", "Contact", "P-Asserted-Identity"):
@@ -179,19 +251,61 @@ def test_cnam_puts_the_callers_name_in_from_contact_and_pai_for_north_american_c
     assert '"' not in (foreign.header("From") or "")  # other countries get no lookup
 
 
-def test_a_302_from_the_pbx_is_followed_once_to_its_contact(platform: Any, tmp_path: Path) -> None:
-    redirecting, target = support.free_udp_ports(2)
-    trunk, number = origination_trunk(platform, "orig-302", [(redirecting, 10)])
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_302_from_the_pbx_is_followed_once_to_its_contact(
+    platform: Any, tmp_path: Path, transport: str
+) -> None:
+    redirecting, target = support.free_transport_ports(2, transport)
+    trunk, number = origination_trunk(
+        platform, f"orig-302-{transport}", [(redirecting, 10)], transport=transport
+    )
     sipp = platform.sipp(tmp_path)
-    moved = {"target": f"{HOST}:{target}"}
+    moved = {"target": f"{HOST}:{target};transport={transport}"}
     with (
-        sipp.carrier("pbx_uas_redirect.xml", redirecting, variables=moved) as first,
-        sipp.carrier("carrier_uas.xml", target) as second,
+        sipp.carrier(
+            "pbx_uas_redirect.xml", redirecting, variables=moved, transport=transport
+        ) as first,
+        sipp.carrier("carrier_uas.xml", target, transport=transport) as second,
     ):
-        run = carrier_calls(sipp, platform, number)
+        run = carrier_calls(sipp, platform, number, transport=transport)
     assert run.returncode == 0, run.describe() + platform.diagnostics()
     assert first.run.returncode == 0, first.run.describe()
     assert second.run.returncode == 0, second.run.describe()
+    (invite,) = second.run.requests_received("INVITE")
+    assert via_transport(invite) == transport, invite.header("Via")
+    (record,) = platform.calls_of(trunk.sid)
+    assert record.status == "completed"
+
+
+@pytest.mark.parametrize("scheme", ["sip", "sips"])
+def test_a_secure_trunk_calls_its_pbx_over_tls_offering_srtp_with_one_suite(
+    platform: Any, tmp_path: Path, scheme: str
+) -> None:
+    # `sip:...;transport=tls` and `sips:` both go over TLS, sent as sip: (issue 7, 4).
+    (pbx_port,) = support.free_transport_ports(1, "tls")
+    trunk, number = origination_trunk(
+        platform,
+        f"orig-secure-{scheme}",
+        [(pbx_port, 10)],
+        transport="tls",
+        secure=True,
+        scheme=scheme,
+    )
+    sipp = platform.sipp(tmp_path)
+    with sipp.carrier("pbx_uas_srtp.xml", pbx_port, transport="tls") as pbx:
+        run = carrier_calls(sipp, platform, number)  # the carrier's leg: plain UDP and RTP
+    assert run.returncode == 0, run.describe() + platform.diagnostics()
+    assert pbx.run.returncode == 0, pbx.run.describe()
+    (invite,) = pbx.run.requests_received("INVITE")
+    assert invite.request_uri.startswith(f"sip:{number}@"), invite.request_uri
+    assert via_transport(invite) == "tls", invite.header("Via")
+    media = [line for line in invite.body.splitlines() if line.startswith("m=")]
+    assert len(media) == 1 and media[0].split()[2] == "RTP/SAVP", invite.body
+    crypto = [line for line in invite.body.splitlines() if line.startswith("a=crypto:")]
+    assert len(crypto) == 1 and crypto[0].split()[1] == "AES_CM_128_HMAC_SHA1_80", invite.body
+    (answer,) = [m for m in run.responses_received(200) if m.header("CSeq") == "1 INVITE"]
+    assert " RTP/AVP " in answer.body, run.describe()
+    assert "a=crypto" not in answer.body
     (record,) = platform.calls_of(trunk.sid)
     assert record.status == "completed"
 

@@ -82,9 +82,37 @@ def platform(
 
 
 @pytest.fixture
-def sipp(harness_sip: Mapping[str, Any], platform: Platform, tmp_path: Path) -> Any:
-    """sipp UASs for the PBXs that refuse or redirect (termination_support.Sipp)."""
-    return support.Sipp(harness_sip["sipp"], tmp_path, platform.launcher.sip_port)
+def sipp(
+    harness_sip: Mapping[str, Any],
+    platform: Platform,
+    tmp_path: Path,
+    pbx_certificate: tuple[Path, Path],
+) -> Any:
+    """sipp UASs for the PBXs that refuse or redirect (termination_support.Sipp), over TLS
+    with the certificate the platform trusts."""
+    return support.Sipp(
+        harness_sip["sipp"],
+        tmp_path,
+        platform.launcher.sip_port,
+        sip_tls_port=platform.launcher.sip_tls_port,
+        certificate=pbx_certificate,
+    )
+
+
+TRANSPORTS = ("udp", "tcp", "tls")
+
+
+def transport_options(transport: str, certificate: tuple[Path, Path]) -> tuple[str, ...]:
+    """A pjsua2 PBX's options to listen on `transport` (over TLS with `certificate`)."""
+    if transport == "tls":
+        cert, key = certificate
+        return ("--transport", "tls", "--tls-cert", str(cert), "--tls-key", str(key))
+    return ("--transport", transport)
+
+
+def url_of(port: int, transport: str) -> str:
+    """The origination URL of a PBX on loopback listening on `transport`."""
+    return f"sip:{HOST}:{port}" + ("" if transport == "udp" else f";transport={transport}")
 
 
 def add_origination_url(
@@ -208,14 +236,13 @@ def assert_relayed(call: Call) -> None:
 # ---- the tests ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("transport", ["udp", "tcp"])
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_carrier_call_reaches_the_pbx_at_the_origination_url(
-    platform: Platform, tmp_path: Path, transport: str
+    platform: Platform, tmp_path: Path, transport: str, pbx_certificate: tuple[Path, Path]
 ) -> None:
     trunk = make_trunk(platform.client)
-    pbx, port = pbx_party(tmp_path, "--transport", transport)
-    suffix = "" if transport == "udp" else f";transport={transport}"
-    add_origination_url(platform, trunk, f"sip:{HOST}:{port}{suffix}")
+    pbx, port = pbx_party(tmp_path, *transport_options(transport, pbx_certificate))
+    add_origination_url(platform, trunk, url_of(port, transport))
     call = run_call(tmp_path, platform, pbx, f"sip:{trunk.caller_id}@{HOST}")
     assert_each_heard_the_other(call)
     assert_relayed(call)
@@ -224,6 +251,7 @@ def test_a_carrier_call_reaches_the_pbx_at_the_origination_url(
     assert f"sip:{CALLER}@" in invite["from"], invite
     assert f"sip:{trunk.caller_id}@" in invite["to"], invite
     assert call.pbx_done is not None and call.pbx_done["last_status"] == 200
+    assert invite["via"].split()[0] == f"SIP/2.0/{transport.upper()}", invite
     print(f"{transport}: {call.seconds:.1f} s")
 
 
@@ -256,31 +284,45 @@ def test_on_net_pbx_a_calls_pbx_b_through_two_trunks_with_audio_both_ways(
     assert f"sip:{trunk_a.caller_id}@" in invite["from"], invite
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_weighted_failover_moves_on_from_a_503_to_the_other_url_of_the_priority(
-    platform: Platform, tmp_path: Path, sipp: Any
+    platform: Platform,
+    tmp_path: Path,
+    sipp: Any,
+    transport: str,
+    pbx_certificate: tuple[Path, Path],
 ) -> None:
     trunk = make_trunk(platform.client)
-    (failing,) = support.free_udp_ports(1)
-    pbx, port = pbx_party(tmp_path)
+    (failing,) = support.free_transport_ports(1, transport)
+    pbx, port = pbx_party(tmp_path, *transport_options(transport, pbx_certificate))
     # One priority; the failing URL's weight makes it the first draw but for 1 in 65536.
-    add_origination_url(platform, trunk, f"sip:{HOST}:{failing}", weight=65535)
-    add_origination_url(platform, trunk, f"sip:{HOST}:{port}", weight=1)
-    with sipp.carrier("carrier_uas_unavailable.xml", failing, wait=2) as down:
+    add_origination_url(platform, trunk, url_of(failing, transport), weight=65535)
+    add_origination_url(platform, trunk, url_of(port, transport), weight=1)
+    refusing = sipp.carrier("carrier_uas_unavailable.xml", failing, wait=2, transport=transport)
+    with refusing as down:
         call = run_call(tmp_path, platform, pbx, f"sip:{trunk.caller_id}@{HOST}")
     assert down.run.requests_received("INVITE"), down.run.describe()
     assert_each_heard_the_other(call)
     assert_relayed(call)
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_302_from_the_pbx_leads_to_the_pbx_it_names(
-    platform: Platform, tmp_path: Path, sipp: Any
+    platform: Platform,
+    tmp_path: Path,
+    sipp: Any,
+    transport: str,
+    pbx_certificate: tuple[Path, Path],
 ) -> None:
     trunk = make_trunk(platform.client)
-    (redirecting,) = support.free_udp_ports(1)
-    pbx, port = pbx_party(tmp_path)
-    add_origination_url(platform, trunk, f"sip:{HOST}:{redirecting}")
-    moved = {"target": f"{HOST}:{port}"}
-    with sipp.carrier("pbx_uas_redirect.xml", redirecting, variables=moved) as first:
+    (redirecting,) = support.free_transport_ports(1, transport)
+    pbx, port = pbx_party(tmp_path, *transport_options(transport, pbx_certificate))
+    add_origination_url(platform, trunk, url_of(redirecting, transport))
+    moved = {"target": f"{HOST}:{port};transport={transport}"}
+    redirector = sipp.carrier(
+        "pbx_uas_redirect.xml", redirecting, variables=moved, transport=transport
+    )
+    with redirector as first:
         call = run_call(tmp_path, platform, pbx, f"sip:{trunk.caller_id}@{HOST}")
     assert first.run.returncode == 0, first.run.describe()
     assert_each_heard_the_other(call)
@@ -299,13 +341,16 @@ def import_cnam(platform: Platform, rows: str) -> None:
     assert answer.status_code == 200, answer.text
 
 
-def test_cnam_shows_the_callers_name_to_the_pbx(platform: Platform, tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_cnam_shows_the_callers_name_to_the_pbx(
+    platform: Platform, tmp_path: Path, transport: str, pbx_certificate: tuple[Path, Path]
+) -> None:
     caller = "+14155550142"
     import_cnam(platform, f"{caller},ACME WIDGETS\n")
     trunk = make_trunk(platform.client)
     platform.client.trunking.v1.trunks(trunk.sid).update(cnam_lookup_enabled=True)
-    pbx, port = pbx_party(tmp_path)
-    add_origination_url(platform, trunk, f"sip:{HOST}:{port}")
+    pbx, port = pbx_party(tmp_path, *transport_options(transport, pbx_certificate))
+    add_origination_url(platform, trunk, url_of(port, transport))
     call = run_call(tmp_path, platform, pbx, f"sip:{trunk.caller_id}@{HOST}", caller_id=caller)
     assert_each_heard_the_other(call)
     invite = call.invite()

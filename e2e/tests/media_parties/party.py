@@ -25,12 +25,12 @@ Progress goes to stdout as one JSON object per line: {"event": "ready", "sip_por
 the SIP transport listens, then "media" when audio flows, then "done" with the outcome (one
 per call, in the order they came, each with its number: "call": 1, 2, ...). The exit status
 is 0 only if every call was answered, had active audio and ended with a BYE. The callee also
-reports each INVITE it got ("invite": request URI, From, To, SDP), and with --log each party
-reports, from pjsip's message log and before "done", the final responses to its INVITEs
-("response": status, reason, X-Trunkline-Error-Code, SDP), the final responses to its REFERs
-("refer_response": the same) and every request it received ("request": method, request URI,
-From, To, Event, Subscription-State, body). (pjsua2 calls onCallTsxState neither for a 407
-it answers nor for the final refusal that ends a call.)
+reports each INVITE it got ("invite": request URI, From, To, topmost Via, SDP), and with
+--log each party reports, from pjsip's message log and before "done", the final responses to
+its INVITEs ("response": status, reason, X-Trunkline-Error-Code, SDP), the final responses
+to its REFERs ("refer_response": the same) and every request it received ("request": method,
+request URI, From, To, Event, Subscription-State, body). (pjsua2 calls onCallTsxState
+neither for a 407 it answers nor for the final refusal that ends a call.)
 """
 
 from __future__ import annotations
@@ -336,6 +336,7 @@ class CalleeAccount(pj.Account):  # type: ignore[misc]
                 "invite",
                 request_uri=invite.start.split()[1],
                 to=invite.header("To") or invite.header("t"),
+                via=invite.header("Via") or invite.header("v"),
                 source=str(prm.rdata.srcAddress),
                 sdp=invite.body,
                 **{"from": invite.header("From") or invite.header("f")},

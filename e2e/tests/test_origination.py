@@ -310,6 +310,31 @@ def test_a_secure_trunk_calls_its_pbx_over_tls_offering_srtp_with_one_suite(
     assert record.status == "completed"
 
 
+def test_a_redirected_call_of_a_secure_trunk_keeps_tls_and_srtp(
+    platform: Any, tmp_path: Path
+) -> None:
+    # The 302's Contact names no transport: the secure trunk's call still goes over TLS.
+    redirecting, target = support.free_transport_ports(2, "tls")
+    trunk, number = origination_trunk(
+        platform, "orig-302-secure", [(redirecting, 10)], transport="tls", secure=True
+    )
+    sipp = platform.sipp(tmp_path)
+    moved = {"target": f"{HOST}:{target}"}
+    with (
+        sipp.carrier("pbx_uas_redirect.xml", redirecting, variables=moved, transport="tls"),
+        sipp.carrier("pbx_uas_srtp.xml", target, transport="tls") as second,
+    ):
+        run = carrier_calls(sipp, platform, number)
+    assert run.returncode == 0, run.describe() + platform.diagnostics()
+    assert second.run.returncode == 0, second.run.describe()
+    (invite,) = second.run.requests_received("INVITE")
+    assert via_transport(invite) == "tls", invite.header("Via")
+    assert invite.request_uri.endswith(";transport=tls"), invite.request_uri
+    assert " RTP/SAVP " in invite.body and "a=crypto:" in invite.body, invite.body
+    (record,) = platform.calls_of(trunk.sid)
+    assert record.status == "completed"
+
+
 def test_a_second_302_and_a_302_into_the_platform_zone_are_refused_with_32219(
     platform: Any, tmp_path: Path
 ) -> None:
@@ -385,21 +410,26 @@ def recovering_trunk(platform: Any, name: str, pbx_port: int, url: str) -> tuple
     return trunk, number
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_disaster_recovery_dials_the_sip_uri_of_its_twiml_when_no_url_answers(
-    platform: Any, tmp_path: Path, twiml: Callable[[str], TwimlServer]
+    platform: Any, tmp_path: Path, twiml: Callable[[str], TwimlServer], transport: str
 ) -> None:
-    down, backup = support.free_udp_ports(2)
-    server = twiml(f"<Response><Dial><Sip>sip:backup@{HOST}:{backup}</Sip></Dial></Response>")
-    _, number = recovering_trunk(platform, "orig-dr-dial", down, server.url)
+    (down,) = support.free_udp_ports(1)
+    (backup,) = support.free_transport_ports(1, transport)
+    uri = f"sip:backup@{HOST}:{backup}" + ("" if transport == "udp" else f";transport={transport}")
+    server = twiml(f"<Response><Dial><Sip>{uri}</Sip></Dial></Response>")
+    _, number = recovering_trunk(platform, f"orig-dr-dial-{transport}", down, server.url)
     sipp = platform.sipp(tmp_path)
     with (
         sipp.carrier("carrier_uas_unavailable.xml", down) as failing,
-        sipp.carrier("carrier_uas.xml", backup) as answering,
+        sipp.carrier("carrier_uas.xml", backup, transport=transport) as answering,
     ):
         run = carrier_calls(sipp, platform, number)
     assert run.returncode == 0, run.describe() + platform.diagnostics()
     assert failing.run.requests_received("INVITE")
     assert answering.run.returncode == 0, answering.run.describe()
+    (invite,) = answering.run.requests_received("INVITE")
+    assert via_transport(invite) == transport, invite.header("Via")
     (request,) = server.requests
     assert request["To"] == [number] and request["From"] == ["+14155550100"]
     assert request["Direction"] == ["trunking-originating"]

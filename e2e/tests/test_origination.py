@@ -12,6 +12,7 @@ import http.server
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +179,34 @@ def test_origination_fails_over_to_the_next_priority_on_503_but_not_on_486(
     assert refused.final_response().status == 486, refused.describe()
     assert busy.run.requests_received("INVITE")
     assert tried_second == []  # 486 is one of the answers that go back to the caller
+
+
+def test_origination_fails_over_to_the_next_priority_after_4_s_without_a_response(
+    platform: Any, tmp_path: Path
+) -> None:
+    silent, answering = support.free_udp_ports(2)
+    trunk, number = origination_trunk(platform, "orig-silent", [(silent, 10), (answering, 20)])
+    sipp = platform.sipp(tmp_path)
+    with (
+        sipp.carrier("carrier_uas_silent.xml", silent) as first,
+        sipp.carrier("carrier_uas.xml", answering) as second,
+    ):
+        run = sipp.pbx(
+            "pbx_uac_call.xml",
+            domain=HOST,
+            caller="+14155550100",
+            service=number,
+            local_port=platform.primary_port,
+            timeout=15,
+        )
+    assert run.returncode == 0, run.describe() + platform.diagnostics()
+    assert second.run.returncode == 0, second.run.describe()
+    tried_first = first.run.requests_received("INVITE")
+    assert tried_first, first.run.describe()
+    waited = second.run.requests_received("INVITE")[0].seconds - tried_first[0].seconds
+    assert 3.8 <= waited <= 5.5, f"{waited:.2f} s\n{first.run.describe()}"
+    (record,) = platform.calls_of(trunk.sid)
+    assert record.status == "completed"
 
 
 def test_origination_answers_404_for_a_number_without_a_trunk(
@@ -358,18 +387,35 @@ def test_a_second_302_and_a_302_into_the_platform_zone_are_refused_with_32219(
     assert (final.status, final.header(support.ERROR_HEADER)) == (502, "32219"), refused.describe()
 
 
-class TwimlServer:
-    """A customer's web server for the disaster-recovery URL: answers every request with one
-    TwiML document and keeps the requests' parameters."""
+@dataclass(frozen=True)
+class TwimlRequest:
+    method: str
+    path: str
+    params: dict[str, list[str]]
 
-    def __init__(self, document: str) -> None:
-        requests: list[dict[str, list[str]]] = []
+
+class TwimlServer:
+    """A customer's web server for the disaster-recovery URL: answers GET and POST with the
+    TwiML document of the path (`document` at /recover, `more` at theirs) and keeps each
+    request's method, path and parameters (query string or form)."""
+
+    def __init__(self, document: str, more: Mapping[str, str] | None = None) -> None:
+        documents = {"/recover": document, **(more or {})}
+        requests: list[TwimlRequest] = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                requests.append(urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query))
-                body = document.encode()
-                self.send_response(200)
+                self._answer(urllib.parse.urlsplit(self.path).query)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                self._answer(self.rfile.read(length).decode())
+
+            def _answer(self, form: str) -> None:
+                path = urllib.parse.urlsplit(self.path).path
+                requests.append(TwimlRequest(self.command, path, urllib.parse.parse_qs(form)))
+                body = documents.get(path, "").encode()
+                self.send_response(200 if path in documents else 404)
                 self.send_header("Content-Type", "text/xml")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -378,9 +424,11 @@ class TwimlServer:
             def log_message(self, *args: object) -> None:
                 pass
 
+        self.documents = documents  # the handler reads this dict: a test may add paths
         self.requests = requests
         self.server = http.server.ThreadingHTTPServer((HOST, 0), Handler)
-        self.url = f"http://{HOST}:{self.server.server_address[1]}/recover"
+        self.base = f"http://{HOST}:{self.server.server_address[1]}"
+        self.url = f"{self.base}/recover"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -390,11 +438,11 @@ class TwimlServer:
 
 
 @pytest.fixture
-def twiml() -> Iterator[Callable[[str], TwimlServer]]:
+def twiml() -> Iterator[Callable[..., TwimlServer]]:
     servers: list[TwimlServer] = []
 
-    def serve(document: str) -> TwimlServer:
-        servers.append(TwimlServer(document))
+    def serve(document: str, more: Mapping[str, str] | None = None) -> TwimlServer:
+        servers.append(TwimlServer(document, more))
         return servers[-1]
 
     yield serve
@@ -402,17 +450,19 @@ def twiml() -> Iterator[Callable[[str], TwimlServer]]:
         server.close()
 
 
-def recovering_trunk(platform: Any, name: str, pbx_port: int, url: str) -> tuple[Any, str]:
+def recovering_trunk(
+    platform: Any, name: str, pbx_port: int, url: str, method: str = "GET"
+) -> tuple[Any, str]:
     trunk, number = origination_trunk(platform, name, [(pbx_port, 10)])
     platform.client.trunking.v1.trunks(trunk.sid).update(
-        disaster_recovery_url=url, disaster_recovery_method="GET"
+        disaster_recovery_url=url, disaster_recovery_method=method
     )
     return trunk, number
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_disaster_recovery_dials_the_sip_uri_of_its_twiml_when_no_url_answers(
-    platform: Any, tmp_path: Path, twiml: Callable[[str], TwimlServer], transport: str
+    platform: Any, tmp_path: Path, twiml: Callable[..., TwimlServer], transport: str
 ) -> None:
     (down,) = support.free_udp_ports(1)
     (backup,) = support.free_transport_ports(1, transport)
@@ -431,14 +481,17 @@ def test_disaster_recovery_dials_the_sip_uri_of_its_twiml_when_no_url_answers(
     (invite,) = answering.run.requests_received("INVITE")
     assert via_transport(invite) == transport, invite.header("Via")
     (request,) = server.requests
-    assert request["To"] == [number] and request["From"] == ["+14155550100"]
-    assert request["Direction"] == ["trunking-originating"]
-    assert request["CallSid"][0].startswith("CA")
-    assert request["AccountSid"] == [platform.account_sid]
+    assert request.method == "GET"
+    params = request.params
+    assert params["To"] == [number] and params["From"] == ["+14155550100"]
+    assert params["Direction"] == ["trunking-originating"]
+    assert params["CallSid"][0].startswith("CA")
+    assert params["AccountSid"] == [platform.account_sid]
+    assert params["CallStatus"] == ["ringing"]
 
 
 def test_disaster_recovery_rejects_busy_and_a_failing_url_ends_the_call_with_32011(
-    platform: Any, tmp_path: Path, twiml: Callable[[str], TwimlServer]
+    platform: Any, tmp_path: Path, twiml: Callable[..., TwimlServer]
 ) -> None:
     (down,) = support.free_udp_ports(1)
     server = twiml('<Response><Reject reason="busy"/></Response>')
@@ -455,3 +508,81 @@ def test_disaster_recovery_rejects_busy_and_a_failing_url_ends_the_call_with_320
     final = failed.final_response()
     assert final.header(support.ERROR_HEADER) == "32011", failed.describe()
     assert final.status >= 500
+
+
+@pytest.mark.parametrize(
+    ("document", "status", "code"),
+    [
+        ("<Response><Hangup/></Response>", 480, None),
+        ('<Response><Reject reason="rejected"/></Response>', 603, None),
+        ('<Response><Pause length="1"/></Response>', 480, None),  # the document's end
+        ("<Response><Enqueue>support</Enqueue></Response>", 502, "32011"),
+    ],
+    ids=["hangup", "reject-rejected", "pause-then-end", "unknown-verb"],
+)
+def test_disaster_recovery_ends_the_call_as_its_twiml_says(
+    platform: Any,
+    tmp_path: Path,
+    twiml: Callable[..., TwimlServer],
+    document: str,
+    status: int,
+    code: str | None,
+) -> None:
+    (down,) = support.free_udp_ports(1)
+    server = twiml(document)
+    _, number = recovering_trunk(platform, "orig-dr-end", down, server.url)
+    sipp = platform.sipp(tmp_path)
+    with sipp.carrier("carrier_uas_unavailable.xml", down):
+        run = carrier_calls(sipp, platform, number, "pbx_uac_refused.xml")
+    final = run.final_response()
+    assert final.status == status, run.describe()
+    assert final.header(support.ERROR_HEADER) == code, run.describe()
+    assert len(server.requests) == 1
+    if "Pause" in document:
+        (invite,) = run.sent("INVITE")
+        assert final.seconds - invite.seconds >= 0.9, run.describe()
+
+
+def test_disaster_recovery_posts_follows_a_redirect_and_dials_a_number(
+    platform: Any, tmp_path: Path, twiml: Callable[..., TwimlServer]
+) -> None:
+    # <Play> is skipped (no audio yet), <Redirect> fetches the next document (POST, as
+    # Twilio's default), and <Dial><Number> sends the call to the carriers with its callerId.
+    (down,) = support.free_udp_ports(1)
+    server = twiml("")
+    server.documents["/recover"] = (
+        f"<Response><Play>{server.base}/hello.wav</Play>"
+        f"<Redirect>{server.base}/next</Redirect></Response>"
+    )
+    dialled = "+15105550199"
+    server.documents["/next"] = (
+        f'<Response><Dial callerId="{platform.caller}"><Number>{dialled}</Number></Dial></Response>'
+    )
+    _, number = recovering_trunk(platform, "orig-dr-post", down, server.url, method="POST")
+    sipp = platform.sipp(tmp_path)
+    with (
+        sipp.carrier("carrier_uas_unavailable.xml", down),
+        sipp.carrier("carrier_uas.xml", platform.primary_port) as gateway,
+    ):
+        # Over TCP: the primary gateway's UDP port is the carrier UAS above.
+        run = carrier_calls(sipp, platform, number, transport="tcp")
+    assert run.returncode == 0, run.describe() + platform.diagnostics()
+    assert gateway.run.returncode == 0, gateway.run.describe()
+    (invite,) = gateway.run.requests_received("INVITE")
+    assert invite.request_uri.startswith(f"sip:{dialled}@"), invite.request_uri
+    assert f"<sip:{platform.caller}@" in (invite.header("From") or ""), invite.header("From")
+    first, second = server.requests
+    assert (first.method, first.path) == ("POST", "/recover")
+    assert first.params["To"] == [number] and first.params["CallStatus"] == ["ringing"]
+    assert (second.method, second.path) == ("POST", "/next")
+    assert second.params["CallSid"] == first.params["CallSid"]
+
+
+def test_a_number_whose_trunk_has_no_origination_url_nor_recovery_url_answers_32010(
+    platform: Any, tmp_path: Path
+) -> None:
+    _, number = origination_trunk(platform, "orig-nowhere", [])
+    run = carrier_calls(platform.sipp(tmp_path), platform, number, "pbx_uac_refused.xml")
+    final = run.final_response()
+    assert (final.status, final.header(support.ERROR_HEADER)) == (480, "32010"), run.describe()
+    assert "no valid origination URI" in final.reason

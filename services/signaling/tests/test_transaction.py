@@ -576,6 +576,28 @@ def test_invite_server_2xx_is_retransmitted_until_the_ack_arrives() -> None:
     assert layer.accepted_index_size == 0
 
 
+def test_invite_server_lets_its_responses_go_once_the_2xx_is_acknowledged() -> None:
+    # What Accepted still has to do after the ACK needs no response: a call's server
+    # transaction waits out Timer L holding only its key and the To tag.
+    layer = TransactionLayer()
+    invite = request()
+    key = server_txn(layer, invite)
+    layer.respond(key, make_response(invite, 180, to_tag="as9f7"), 0.0)
+    layer.respond(key, make_response(invite, 200, to_tag="as9f7"), 0.1)
+    txn = layer.get(key)
+    assert isinstance(txn, InviteServerTransaction)
+    assert txn.last_response is not None and txn.last_response.status == 200
+    ack = request("ACK", branch="z9hG4bKnewack", to_tag="as9f7")
+    layer.receive(ack, PEER, 0.2)
+    assert txn.ack_received and txn.last_response is None
+    assert txn.to_tag == "as9f7"
+    assert layer.receive(invite, PEER, 0.3) == []  # still absorbed
+    assert send_times(run(layer, 4.0)) == []  # nothing retransmitted
+    # A 2xx the TU sends again is still sent (RFC 6026 8.7).
+    again = layer.respond(key, make_response(invite, 200, to_tag="as9f7"), 4.5)
+    assert [type(o) for o in again] == [Send]
+
+
 def test_invite_server_2xx_without_ack_times_out_with_timer_l() -> None:
     layer = TransactionLayer()
     invite = request()

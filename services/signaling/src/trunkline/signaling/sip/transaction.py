@@ -469,6 +469,7 @@ class InviteClientTransaction(Transaction):
                 self._stop(Timer.A, Timer.B, Timer.CANCEL)
                 self.last_response = response
                 self.state = TransactionState.ACCEPTED
+                self._data = b""  # never retransmitted again: not kept for Timer M's 32 s
                 self._start(Timer.M, now, self._config.timeout)
                 return [ResponseReceived(response, source, self.key)]
             try:
@@ -587,6 +588,7 @@ class _ServerTransaction(Transaction):
         super().__init__(key, request, peer, reliable, config, queue)
         self._provisional: tuple[Response, bytes] | None = None
         self._final: tuple[Response, bytes] | None = None
+        self._kept_tag: str | None = None  # to_tag once the responses are let go
 
     @property
     def to_tag(self) -> str | None:
@@ -597,7 +599,7 @@ class _ServerTransaction(Transaction):
                 tag = _to_tag(sent[0])
                 if tag:
                     return tag
-        return None
+        return self._kept_tag
 
     def _record(self, response: Response, data: bytes) -> None:
         self.last_response = response
@@ -674,9 +676,16 @@ class InviteServerTransaction(_ServerTransaction):
         return []
 
     def on_2xx_ack(self) -> None:
-        """The ACK for our 2xx reached the TU: stop retransmitting the 2xx (13.3.1.4)."""
+        """The ACK for our 2xx reached the TU: stop retransmitting the 2xx (13.3.1.4).
+
+        Nothing is sent again after that (Accepted absorbs retransmitted INVITEs), so the
+        responses are let go, their To tag kept: the transaction waits out Timer L (32 s)
+        for every answered call, and holding its 2xx and provisional cost ~2 KiB a call."""
         self.ack_received = True
         self._stop(Timer.RETRANSMIT_2XX)
+        self._kept_tag = self.to_tag
+        self._provisional = self._final = None
+        self.last_response = None
 
     def send_response(self, response: Response, now: float) -> list[Output]:
         status = response.status

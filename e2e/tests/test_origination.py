@@ -8,8 +8,10 @@ on-net calls. The happy path, weighted failover, redirect and CNAM run over UDP,
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -259,6 +261,42 @@ def import_cnam(platform: Any, rows: str) -> None:
     assert answer.status_code == 200, answer.text
 
 
+def cnam_lookups(platform: Any, trunk_sid: str, count: int, timeout: float = 10.0) -> list[Any]:
+    """The CNAM usage events (USAGE stream) of one trunk's calls, once `count` are in; a
+    moment more is waited to see that no other comes."""
+    import nats
+    import nats.errors
+
+    from trunkline.events.usage import USAGE_STREAM, usage_subject
+    from trunkline.v1.cnam_pb2 import CnamLookup
+
+    async def fetch() -> list[Any]:
+        connection = await nats.connect(platform.platform.nats_url, max_reconnect_attempts=0)
+        try:
+            subscription = await connection.jetstream().pull_subscribe(
+                usage_subject(platform.account_sid, "cnam"), stream=USAGE_STREAM
+            )
+            found: list[Any] = []
+            deadline = time.monotonic() + timeout
+            settle: float | None = None
+            while time.monotonic() < (settle or deadline):
+                try:
+                    messages = await subscription.fetch(100, timeout=0.5)
+                except nats.errors.TimeoutError:
+                    messages = []
+                for message in messages:
+                    lookup = CnamLookup.FromString(message.data)
+                    if lookup.trunk_sid == trunk_sid:
+                        found.append(lookup)
+                if len(found) >= count and settle is None:
+                    settle = time.monotonic() + 1.0
+            return found
+        finally:
+            await connection.close()
+
+    return asyncio.run(fetch())
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_cnam_puts_the_callers_name_in_from_contact_and_pai_for_north_american_callers(
     platform: Any, tmp_path: Path, transport: str
@@ -270,14 +308,22 @@ def test_cnam_puts_the_callers_name_in_from_contact_and_pai_for_north_american_c
     )
     platform.client.trunking.v1.trunks(trunk.sid).update(cnam_lookup_enabled=True)
     sipp = platform.sipp(tmp_path)
-    with sipp.carrier("carrier_uas.xml", pbx_port, calls=2, transport=transport) as pbx:
-        for caller in ("+14155550142", "+442071234567"):
+    callers = ("+14155550142", "+14155550143", "+442071234567")  # named, unknown, foreign
+    with sipp.carrier("carrier_uas.xml", pbx_port, calls=3, transport=transport) as pbx:
+        for caller in callers:
             run = carrier_calls(sipp, platform, number, transport=transport, caller=caller)
             assert run.returncode == 0, run.describe() + platform.diagnostics()
-    named, foreign = pbx.run.requests_received("INVITE")
+    named, unknown, foreign = pbx.run.requests_received("INVITE")
     for header in ("From", "Contact", "P-Asserted-Identity"):
         assert (named.header(header) or "").startswith('"ACME WIDGETS" <'), named.header(header)
+    assert '"' not in (unknown.header("From") or "")  # looked up, no name
     assert '"' not in (foreign.header("From") or "")  # other countries get no lookup
+    # Every lookup, found or not, is a usage event billing will charge; +44 had none.
+    lookups = cnam_lookups(platform, trunk.sid, 2)
+    assert sorted((lookup.number, lookup.found) for lookup in lookups) == [
+        ("+14155550142", True),
+        ("+14155550143", False),
+    ]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -385,6 +431,46 @@ def test_a_second_302_and_a_302_into_the_platform_zone_are_refused_with_32219(
         refused = carrier_calls(sipp, platform, number, "pbx_uac_refused.xml")
     final = refused.final_response()
     assert (final.status, final.header(support.ERROR_HEADER)) == (502, "32219"), refused.describe()
+
+
+@pytest.mark.parametrize("parameter", ["edge=dublin", "tnx=1"])
+def test_a_302_to_a_contact_with_an_edge_or_tnx_parameter_is_refused_with_32219(
+    platform: Any, tmp_path: Path, parameter: str
+) -> None:
+    first, second = support.free_udp_ports(2)
+    _, number = origination_trunk(platform, "orig-302-param", [(first, 10)])
+    sipp = platform.sipp(tmp_path)
+    moved = {"target": f"{HOST}:{second};{parameter}"}
+    with (
+        sipp.carrier("pbx_uas_redirect.xml", first, variables=moved),
+        support.udp_sink(second) as never,
+    ):
+        refused = carrier_calls(sipp, platform, number, "pbx_uac_refused.xml")
+        tried = never.drain()
+    final = refused.final_response()
+    assert (final.status, final.header(support.ERROR_HEADER)) == (502, "32219"), refused.describe()
+    assert parameter.partition("=")[0] in final.reason
+    assert tried == []
+
+
+def test_an_origination_url_with_a_user_part_calls_that_user(platform: Any, tmp_path: Path) -> None:
+    (pbx_port,) = support.free_udp_ports(1)
+    trunk = platform.trunk("orig-user")
+    platform.client.trunking.v1.trunks(trunk.sid).origination_urls.create(
+        friendly_name="reception",
+        sip_url=f"sip:reception@{HOST}:{pbx_port}",
+        priority=10,
+        weight=10,
+        enabled=True,
+    )
+    number = platform.buy_number("201", trunk_sid=trunk.sid)
+    sipp = platform.sipp(tmp_path)
+    with sipp.carrier("carrier_uas.xml", pbx_port) as pbx:
+        run = carrier_calls(sipp, platform, number)
+    assert run.returncode == 0, run.describe() + platform.diagnostics()
+    (invite,) = pbx.run.requests_received("INVITE")
+    assert invite.request_uri.startswith(f"sip:reception@{HOST}:{pbx_port}"), invite.request_uri
+    assert invite.header("Diversion") == f"<sip:{number}@trunkline.local>"
 
 
 @dataclass(frozen=True)

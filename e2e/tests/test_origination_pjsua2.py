@@ -13,7 +13,9 @@ for the PBXs that refuse (503) or redirect (302).
 
 from __future__ import annotations
 
+import concurrent.futures
 import re
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -21,11 +23,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+import grpc
 import httpx
 import pytest
 
 from trunkline.harness.modules import load_module
 from trunkline.signaling.testing import write_self_signed
+from trunkline.v1 import recording_pb2, recording_pb2_grpc
 
 pytestmark = pytest.mark.e2e
 
@@ -70,14 +74,56 @@ def pbx_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     return write_self_signed(tmp_path_factory.mktemp("pbxtls"))
 
 
+class Recorder(recording_pb2_grpc.RecorderServicer):
+    """The consumer of the media service's recording fork (the recording service is a later
+    issue): keeps every packet it is sent."""
+
+    def __init__(self) -> None:
+        self.packets: list[recording_pb2.RecordedPacket] = []
+        self.lock = threading.Lock()
+
+    def Record(
+        self, request_iterator: Iterator[recording_pb2.RecordedPacket], context: Any
+    ) -> recording_pb2.RecordSummary:
+        count = 0
+        for packet in request_iterator:
+            with self.lock:
+                self.packets.append(packet)
+            count += 1
+        return recording_pb2.RecordSummary(packets=count)
+
+    def of_call(self, call_id: str) -> list[recording_pb2.RecordedPacket]:
+        with self.lock:
+            return [packet for packet in self.packets if packet.call_id == call_id]
+
+
+@pytest.fixture(scope="module")
+def recorder() -> Iterator[tuple[Recorder, str]]:
+    """A Recorder gRPC server on loopback and its address."""
+    servicer = Recorder()
+    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=4))
+    recording_pb2_grpc.add_RecorderServicer_to_server(servicer, server)
+    port = server.add_insecure_port(f"{HOST}:0")
+    server.start()
+    try:
+        yield servicer, f"{HOST}:{port}"
+    finally:
+        server.stop(None)
+
+
 @pytest.fixture(scope="module")
 def platform(
-    tmp_path_factory: pytest.TempPathFactory, pbx_certificate: tuple[Path, Path]
+    tmp_path_factory: pytest.TempPathFactory,
+    pbx_certificate: tuple[Path, Path],
+    recorder: tuple[Recorder, str],
 ) -> Iterator[Platform]:
     """`trunkline up` with one UDP carrier gateway on loopback, for the whole module (each
-    test configures its own trunk)."""
-    trust = {"TRUNKLINE_SIP_TLS_CA_FILE": str(pbx_certificate[0])}
-    with running_platform(tmp_path_factory.mktemp("tlo"), trust) as running:
+    test configures its own trunk); its media service forks recordings to `recorder`."""
+    environment = {
+        "TRUNKLINE_SIP_TLS_CA_FILE": str(pbx_certificate[0]),
+        "TRUNKLINE_RECORDING_ADDRESS": recorder[1],
+    }
+    with running_platform(tmp_path_factory.mktemp("tlo"), environment) as running:
         yield running
 
 
@@ -327,6 +373,37 @@ def test_a_302_from_the_pbx_leads_to_the_pbx_it_names(
     assert first.run.returncode == 0, first.run.describe()
     assert_each_heard_the_other(call)
     assert_relayed(call)
+
+
+def test_a_redirected_call_keeps_the_trunks_recording(
+    platform: Platform, tmp_path: Path, sipp: Any, recorder: tuple[Recorder, str]
+) -> None:
+    # Recording starts at the answer of the PBX the 302 named, on the call's media session:
+    # the fork carries both legs (the carrier's and that PBX's), each to its end.
+    trunk = make_trunk(platform.client)
+    platform.client.trunking.v1.trunks(trunk.sid).recordings().update(mode="record-from-answer")
+    (redirecting,) = support.free_udp_ports(1)
+    pbx, port = pbx_party(tmp_path)
+    add_origination_url(platform, trunk, f"sip:{HOST}:{redirecting}")
+    moved = {"target": f"{HOST}:{port}"}
+    with sipp.carrier("pbx_uas_redirect.xml", redirecting, variables=moved) as first:
+        call = run_call(tmp_path, platform, pbx, f"sip:{trunk.caller_id}@{HOST}")
+    assert first.run.returncode == 0, first.run.describe()
+    assert_each_heard_the_other(call)
+    calls = platform.client.api.v2010.account.calls.list(limit=1000)
+    (record,) = [c for c in calls if c.trunk_sid == trunk.sid]
+    deadline = time.monotonic() + 10
+    while sum(p.end for p in recorder[0].of_call(record.sid)) < 2:
+        assert time.monotonic() < deadline, f"recording of {record.sid} did not end"
+        time.sleep(0.1)
+    by_role: dict[str, list[recording_pb2.RecordedPacket]] = {}
+    for packet in recorder[0].of_call(record.sid):
+        by_role.setdefault(packet.role, []).append(packet)
+    assert sorted(by_role) == ["answerer", "offerer"], sorted(by_role)
+    for role, packets in by_role.items():
+        media = [p for p in packets if not p.end]
+        assert len(media) >= 50, f"{role}: {len(media)} packets"  # 2.5 s at 50/s each way
+        assert packets[-1].end, role
 
 
 def import_cnam(platform: Platform, rows: str) -> None:

@@ -117,6 +117,8 @@ class Media(Protocol):
 
     async def delete(self, call_id: str) -> None: ...
 
+    async def start_recording(self, call_id: str) -> None: ...
+
 
 @dataclass(frozen=True)
 class LinkedCall:
@@ -224,6 +226,10 @@ class Call:
     fails_over: Callable[[int], bool] = field(default=lambda status: _fails_over(status))
     # Destinations (carrier attempts) for a PSTN number, for transfers to numbers.
     route_number: Callable[[str], list[Destination]] = lambda number: []
+    # The trunk's recording: started when the call rings ("ringing") or is answered
+    # ("answer"), on the call's media session, which redirects and failover keep.
+    record_from: str = ""
+    _recording: bool = False
     # -- state
     state: CallState = CallState.ROUTING
     a_tag: str = field(default_factory=new_tag)
@@ -497,6 +503,8 @@ class Call:
             if self._cancelled:
                 return
             self.respond_a(status, response.reason, body=early)
+            if self.record_from == "ringing":
+                await self._start_recording()
             return
         if status < 300:
             self._cancel_timer("no-response")
@@ -525,6 +533,8 @@ class Call:
             self.answered_at = time.time()
             self.hooks.answered(self)
             self._timer("max-duration", self.max_duration, self._max_duration)
+            if self.record_from:
+                await self._start_recording()
             return
         # A final failure of this attempt.
         self._cancel_timer("no-response")
@@ -595,6 +605,20 @@ class Call:
         self._attempts[self.b_key] = (retry, destination.peer)
         self._timer("no-response", destination.no_response_timeout, self._no_response)
         return True
+
+    async def _start_recording(self) -> None:
+        """Start the trunk's recording once; a media service that cannot record leaves the
+        call unrecorded rather than failing it (logged, as Twilio reports it apart)."""
+        if self._recording:
+            return
+        self._recording = True
+        try:
+            await self.media.start_recording(self.sid)
+        except MediaRefused as refused:
+            log.warning(
+                "call not recorded",
+                extra={"call_sid": self.sid, "reason": refused.reject.reason},
+            )
 
     async def _answer_from_b(self, response: Response) -> bytes | None:
         self._b_sdp = response.body

@@ -60,6 +60,9 @@ class MediaClient:
     async def delete(self, call_id: str) -> None:
         await self._call(self.stub.Delete, media_pb2.DeleteRequest(call_id=call_id))
 
+    async def start_recording(self, call_id: str) -> None:
+        await self._call(self.stub.StartRecording, media_pb2.RecordingRequest(call_id=call_id))
+
     async def events(self) -> AsyncIterator[media_pb2.MediaEvent]:
         """Media events, resubscribing when the stream breaks (the service restarted)."""
         while True:

@@ -674,6 +674,7 @@ class Signaling:
             zone=self.config.zone,
             route_number=self._carrier_destinations,
             direction=direction,
+            record_from=_record_from(trunk),
         )
         if fails_over is not None:
             call.fails_over = fails_over
@@ -727,6 +728,18 @@ class Signaling:
         call = self.by_sid.get(call_sid)
         if call is not None:
             call.media_timeout()
+
+
+def _record_from(trunk: Trunk) -> str:
+    """When the media service starts recording a call of `trunk` (its Recording resource):
+    "ringing", "answer", or "" for none. The -dual modes record the same way: the fork
+    carries each leg apart already."""
+    mode = str(trunk.recording_mode)
+    if mode.startswith("record-from-ringing"):
+        return "ringing"
+    if mode.startswith("record-from-answer"):
+        return "answer"
+    return ""
 
 
 class CnamApi(Protocol):

@@ -340,6 +340,38 @@ async def test_a_failing_handler_gets_the_event_again_and_garbage_is_dropped(
         assert value is not None and value >= 1
 
 
+async def test_a_fetch_that_times_out_with_asyncios_error_does_not_stop_the_subscriber(
+    publisher: CallEventPublisher, js: JetStreamContext
+) -> None:
+    # nats-py raises asyncio.TimeoutError, not its own, when a poll's deadline passes
+    # between its two pull requests (seen in CI); the subscriber must poll on.
+    account, call = new_sid("AC"), new_sid("CA")
+    collector = Collector()
+    subscription = await subscribe_calls(
+        js, collector, durable=f"billing-{account}", subject=account_filter(account)
+    )
+    psub = subscription.subscription
+    real_fetch = psub.fetch
+    raised = 0
+
+    async def fetch(*args: Any, **kwargs: Any) -> list[Msg]:
+        nonlocal raised
+        if raised < 2:
+            raised += 1
+            raise TimeoutError  # asyncio.TimeoutError is this builtin since 3.11
+        return await real_fetch(*args, **kwargs)
+
+    psub.fetch = fetch  # type: ignore[method-assign]
+    try:
+        await asyncio.sleep(0)  # the loop's next polls go through the patched fetch
+        started = lifecycle(account, call)[0]
+        await publisher.publish(started)
+        assert await collector.take(1) == [started]
+        assert raised == 2
+    finally:
+        await subscription.stop()
+
+
 async def test_an_event_that_cannot_be_published_is_refused_before_sending(
     publisher: CallEventPublisher,
 ) -> None:

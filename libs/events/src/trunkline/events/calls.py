@@ -301,8 +301,11 @@ async def subscribe_calls(
         while not stopping.is_set():
             try:
                 msgs = await psub.fetch(batch, timeout=_FETCH_POLL)
-            except nats.errors.TimeoutError:
-                continue  # nothing new within the poll interval
+            except TimeoutError:
+                # Nothing new within the poll interval. nats-py (2.16) raises its own
+                # TimeoutError, or asyncio's when the poll's deadline passes between its
+                # two pull requests: catching only the first ended this loop for good.
+                continue
             except nats.errors.Error as error:
                 # A reconnect in progress, typically; the consumer is still on the server.
                 log.warning("fetching call events failed", extra={"error": repr(error)})

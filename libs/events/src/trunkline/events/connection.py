@@ -82,7 +82,7 @@ async def flush(nc: NATS, timeout: float = 1.0) -> None:
         await nc.publish(inbox)
         try:
             await barrier.next_msg(timeout=timeout)
-        except nats.errors.TimeoutError as error:
+        except TimeoutError as error:  # nats-py's, or asyncio's on some paths
             raise nats.errors.FlushTimeoutError from error
     finally:
         with contextlib.suppress(nats.errors.Error):

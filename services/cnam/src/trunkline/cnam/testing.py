@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-import nats.errors
 from nats.js import JetStreamContext
 
 from trunkline.domain.model import CnamEntry
@@ -56,7 +55,7 @@ async def stored_lookups(js: JetStreamContext, account_sid: str) -> list[CnamLoo
         while True:
             try:
                 messages = await psub.fetch(100, timeout=0.5)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats-py's, or asyncio's between its two pull requests
                 return found
             for message in messages:
                 found.append(CnamLookup.FromString(message.data))

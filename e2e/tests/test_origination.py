@@ -262,35 +262,21 @@ def import_cnam(platform: Any, rows: str) -> None:
 
 
 def cnam_lookups(platform: Any, trunk_sid: str, count: int, timeout: float = 10.0) -> list[Any]:
-    """The CNAM usage events (USAGE stream) of one trunk's calls, once `count` are in; a
-    moment more is waited to see that no other comes."""
+    """The CNAM usage events (USAGE stream) of one trunk's calls, once `count` are in."""
     import nats
-    import nats.errors
 
-    from trunkline.events.usage import USAGE_STREAM, usage_subject
-    from trunkline.v1.cnam_pb2 import CnamLookup
+    from trunkline.cnam.testing import stored_lookups
 
     async def fetch() -> list[Any]:
         connection = await nats.connect(platform.platform.nats_url, max_reconnect_attempts=0)
         try:
-            subscription = await connection.jetstream().pull_subscribe(
-                usage_subject(platform.account_sid, "cnam"), stream=USAGE_STREAM
-            )
-            found: list[Any] = []
             deadline = time.monotonic() + timeout
-            settle: float | None = None
-            while time.monotonic() < (settle or deadline):
-                try:
-                    messages = await subscription.fetch(100, timeout=0.5)
-                except nats.errors.TimeoutError:
-                    messages = []
-                for message in messages:
-                    lookup = CnamLookup.FromString(message.data)
-                    if lookup.trunk_sid == trunk_sid:
-                        found.append(lookup)
-                if len(found) >= count and settle is None:
-                    settle = time.monotonic() + 1.0
-            return found
+            while True:
+                stored = await stored_lookups(connection.jetstream(), platform.account_sid)
+                found = [lookup for lookup in stored if lookup.trunk_sid == trunk_sid]
+                if len(found) >= count or time.monotonic() > deadline:
+                    return found
+                await asyncio.sleep(0.2)
         finally:
             await connection.close()
 

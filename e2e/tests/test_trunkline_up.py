@@ -45,7 +45,7 @@ async def next_message_on(subscription: Any, subject: str, timeout: float) -> An
     while (left := deadline - time.monotonic()) > 0:
         try:
             message = await subscription.next_msg(timeout=left)
-        except nats.errors.TimeoutError:
+        except TimeoutError:  # nats-py's or asyncio's
             break
         if message.subject == subject:
             return message

@@ -71,7 +71,7 @@ async def stored(js: JetStreamContext, account: str) -> list[tuple[str, CnamLook
         while True:
             try:
                 messages = await psub.fetch(100, timeout=0.5)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats-py's, or asyncio's between its two pull requests
                 return found
             for message in messages:
                 found.append((message.subject, CnamLookup.FromString(message.data)))

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from twilio.rest import Client
 
@@ -683,6 +684,28 @@ def digest_authorization(
     if "opaque" in challenge:
         parts.append(f'opaque="{challenge["opaque"]}"')
     return ", ".join(parts)
+
+
+# --- platform operator ---------------------------------------------------------------------------
+
+
+def import_cnam(running: RunningPlatform, rows: str) -> None:
+    """The platform operator imports caller names (admin API, as `trunkline admin cnam`);
+    `rows` are CSV lines `number,caller_name`."""
+    token = running.data.admin_token_file.read_text().strip()
+    answer = httpx.post(
+        f"{running.api_url}/admin/v1/Cnam/Import",
+        content=f"number,caller_name\n{rows}".encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def pbx_url(port: int, transport: str = "udp", scheme: str = "sip") -> str:
+    """An origination URL for a PBX on loopback (UDP unless the URL says otherwise)."""
+    suffix = "" if transport == "udp" or scheme == "sips" else f";transport={transport}"
+    return f"{scheme}:{HOST}:{port}{suffix}"
 
 
 # --- call events on NATS ----------------------------------------------------------------------

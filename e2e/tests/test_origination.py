@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from trunkline.harness.modules import load_module
@@ -42,12 +41,6 @@ def platform(
 TRANSPORTS = ("udp", "tcp", "tls")
 
 
-def pbx_url(port: int, transport: str = "udp", scheme: str = "sip") -> str:
-    """An origination URL for a PBX on loopback (UDP unless the URL says otherwise)."""
-    suffix = "" if transport == "udp" or scheme == "sips" else f";transport={transport}"
-    return f"{scheme}:{HOST}:{port}{suffix}"
-
-
 def origination_trunk(
     platform: Any,
     name: str,
@@ -67,7 +60,7 @@ def origination_trunk(
     for index, (port, priority) in enumerate(urls):
         origination_urls.create(
             friendly_name=f"{name}-{index}",
-            sip_url=pbx_url(port, transport, scheme),
+            sip_url=support.pbx_url(port, transport, scheme),
             priority=priority,
             weight=weights[index] if weights else 10,
             enabled=True,
@@ -249,18 +242,6 @@ def test_an_on_net_call_reaches_the_called_trunks_pbx_and_is_recorded_at_both_tr
     assert terminating.status == originating.status == "completed"
 
 
-def import_cnam(platform: Any, rows: str) -> None:
-    """The platform operator imports caller names (admin API, as `trunkline admin cnam`)."""
-    token = platform.platform.data.admin_token_file.read_text().strip()
-    answer = httpx.post(
-        f"{platform.platform.api_url}/admin/v1/Cnam/Import",
-        content=f"number,caller_name\n{rows}".encode(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"},
-        timeout=10,
-    )
-    assert answer.status_code == 200, answer.text
-
-
 def cnam_lookups(platform: Any, trunk_sid: str, count: int, timeout: float = 10.0) -> list[Any]:
     """The CNAM usage events (USAGE stream) of one trunk's calls, once `count` are in."""
     import nats
@@ -287,7 +268,7 @@ def cnam_lookups(platform: Any, trunk_sid: str, count: int, timeout: float = 10.
 def test_cnam_puts_the_callers_name_in_from_contact_and_pai_for_north_american_callers(
     platform: Any, tmp_path: Path, transport: str
 ) -> None:
-    import_cnam(platform, "+14155550142,ACME WIDGETS\n")
+    support.import_cnam(platform.platform, "+14155550142,ACME WIDGETS\n")
     (pbx_port,) = support.free_transport_ports(1, transport)
     trunk, number = origination_trunk(
         platform, f"orig-cnam-{transport}", [(pbx_port, 10)], transport=transport

@@ -24,7 +24,6 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import grpc
-import httpx
 import pytest
 
 from trunkline.harness.modules import load_module
@@ -156,11 +155,6 @@ def transport_options(transport: str, certificate: tuple[Path, Path]) -> tuple[s
     return ("--transport", transport)
 
 
-def url_of(port: int, transport: str) -> str:
-    """The origination URL of a PBX on loopback listening on `transport`."""
-    return f"sip:{HOST}:{port}" + ("" if transport == "udp" else f";transport={transport}")
-
-
 def add_origination_url(
     platform: Platform, trunk: TrunkSetup, url: str, *, priority: int = 10, weight: int = 10
 ) -> None:
@@ -288,7 +282,7 @@ def test_a_carrier_call_reaches_the_pbx_at_the_origination_url(
 ) -> None:
     trunk = make_trunk(platform.client)
     pbx, port = pbx_party(tmp_path, *transport_options(transport, pbx_certificate))
-    add_origination_url(platform, trunk, url_of(port, transport))
+    add_origination_url(platform, trunk, support.pbx_url(port, transport))
     call = run_call(tmp_path, platform, pbx, f"sip:{trunk.caller_id}@{HOST}")
     assert_each_heard_the_other(call)
     assert_relayed(call)
@@ -342,8 +336,8 @@ def test_weighted_failover_moves_on_from_a_503_to_the_other_url_of_the_priority(
     (failing,) = support.free_transport_ports(1, transport)
     pbx, port = pbx_party(tmp_path, *transport_options(transport, pbx_certificate))
     # One priority; the failing URL's weight makes it the first draw but for 1 in 65536.
-    add_origination_url(platform, trunk, url_of(failing, transport), weight=65535)
-    add_origination_url(platform, trunk, url_of(port, transport), weight=1)
+    add_origination_url(platform, trunk, support.pbx_url(failing, transport), weight=65535)
+    add_origination_url(platform, trunk, support.pbx_url(port, transport), weight=1)
     refusing = sipp.carrier("carrier_uas_unavailable.xml", failing, wait=2, transport=transport)
     with refusing as down:
         call = run_call(tmp_path, platform, pbx, f"sip:{trunk.caller_id}@{HOST}")
@@ -363,7 +357,7 @@ def test_a_302_from_the_pbx_leads_to_the_pbx_it_names(
     trunk = make_trunk(platform.client)
     (redirecting,) = support.free_transport_ports(1, transport)
     pbx, port = pbx_party(tmp_path, *transport_options(transport, pbx_certificate))
-    add_origination_url(platform, trunk, url_of(redirecting, transport))
+    add_origination_url(platform, trunk, support.pbx_url(redirecting, transport))
     moved = {"target": f"{HOST}:{port};transport={transport}"}
     redirector = sipp.carrier(
         "pbx_uas_redirect.xml", redirecting, variables=moved, transport=transport
@@ -406,28 +400,16 @@ def test_a_redirected_call_keeps_the_trunks_recording(
         assert packets[-1].end, role
 
 
-def import_cnam(platform: Platform, rows: str) -> None:
-    """The operator imports caller names (admin API, as `trunkline admin cnam`)."""
-    token = platform.running.data.admin_token_file.read_text().strip()
-    answer = httpx.post(
-        f"{platform.running.api_url}/admin/v1/Cnam/Import",
-        content=f"number,caller_name\n{rows}".encode(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"},
-        timeout=10,
-    )
-    assert answer.status_code == 200, answer.text
-
-
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_cnam_shows_the_callers_name_to_the_pbx(
     platform: Platform, tmp_path: Path, transport: str, pbx_certificate: tuple[Path, Path]
 ) -> None:
     caller = "+14155550142"
-    import_cnam(platform, f"{caller},ACME WIDGETS\n")
+    support.import_cnam(platform.running, f"{caller},ACME WIDGETS\n")
     trunk = make_trunk(platform.client)
     platform.client.trunking.v1.trunks(trunk.sid).update(cnam_lookup_enabled=True)
     pbx, port = pbx_party(tmp_path, *transport_options(transport, pbx_certificate))
-    add_origination_url(platform, trunk, url_of(port, transport))
+    add_origination_url(platform, trunk, support.pbx_url(port, transport))
     call = run_call(tmp_path, platform, pbx, f"sip:{trunk.caller_id}@{HOST}", caller_id=caller)
     assert_each_heard_the_other(call)
     invite = call.invite()

@@ -548,3 +548,66 @@ async def test_termination_with_a_caller_applies_the_caller_rules_in_the_same_ro
     stranger.caller.CopyFrom(caller(account.sid, "+15005550006"))
     # The source is checked first: a caller problem never hides an ACL refusal.
     assert denied(await authorizer.authorize_termination(stranger)) == (403, 32201)
+
+
+# --- reusable verdicts ------------------------------------------------------------------
+
+
+def reusing(store: Repository, lockout: Lockout, wall: Clock, *, ttl: float = 30.0) -> Authorizer:
+    digest = DigestServer(REALM, SECRET, bind_source=True, replay_guard=NonceCountGuard())
+    return Authorizer(ConfigCache(store, ttl=ttl), digest, lockout, clock=wall, verdict_reuse=10)
+
+
+async def test_only_an_acl_allow_may_be_reused(
+    store: Repository, lockout: Lockout, wall: Clock, writer: ConfigWriter
+) -> None:
+    authorizer = reusing(store, lockout, wall)
+    account = await writer.account()
+    await writer.number(account, "+14155550100")
+    acl_only = await writer.trunk(account)
+    await writer.acl(acl_only, PBX)
+    request = termination(acl_only)
+    request.caller.CopyFrom(caller(account.sid, "+14155550100"))
+    verdict = await authorizer.authorize_termination(request)
+    assert verdict.outcome == Verdict.ALLOW
+    assert (verdict.reuse_seconds, verdict.reuse_per_destination) == (10, False)
+    # A refusal is never reusable: signaling asks again, and the failure is counted.
+    refused = await authorizer.authorize_termination(termination(acl_only, STRANGER))
+    assert denied(refused) == (403, 32201) and refused.reuse_seconds == 0
+    bad_caller = termination(acl_only)
+    bad_caller.caller.CopyFrom(caller(account.sid, "+15005550006"))
+    assert (await authorizer.authorize_termination(bad_caller)).reuse_seconds == 0
+    # A digest allow rests on the request's own credentials: never reused, with or
+    # without an ACL in front of it.
+    both = await writer.trunk(account)
+    await writer.acl(both, PBX)
+    await writer.credentials(both, {USER: PASSWORD})
+    digest = await answer(authorizer, both)
+    assert digest.outcome == Verdict.ALLOW and digest.reuse_seconds == 0
+
+
+async def test_a_trial_accounts_verdict_is_reused_per_destination(
+    store: Repository, lockout: Lockout, wall: Clock, writer: ConfigWriter
+) -> None:
+    authorizer = reusing(store, lockout, wall)
+    account = await writer.account(trial=True)
+    await writer.number(account, "+14155550100")
+    await writer.caller_id(account, "+4930123456")
+    trunk = await writer.trunk(account)
+    await writer.acl(trunk, PBX)
+    request = termination(trunk)
+    request.caller.CopyFrom(caller(account.sid, "+14155550100", "+4930123456"))
+    verdict = await authorizer.authorize_termination(request)
+    assert verdict.outcome == Verdict.ALLOW
+    assert (verdict.reuse_seconds, verdict.reuse_per_destination) == (10, True)
+
+
+async def test_a_verdict_is_reused_no_longer_than_configuration_is_cached(
+    store: Repository, lockout: Lockout, wall: Clock, writer: ConfigWriter
+) -> None:
+    trunk = await writer.trunk(await writer.account())
+    await writer.acl(trunk, PBX)
+    short = reusing(store, lockout, wall, ttl=4.5)
+    assert (await short.authorize_termination(termination(trunk))).reuse_seconds == 4
+    uncached = reusing(store, lockout, wall, ttl=0)
+    assert (await uncached.authorize_termination(termination(trunk))).reuse_seconds == 0

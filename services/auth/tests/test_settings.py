@@ -20,6 +20,8 @@ def test_defaults() -> None:
     )
     assert settings.cache_ttl == 30.0
     assert settings.nats_url is None
+    assert settings.verdict_reuse == 10.0
+    assert Settings.from_env({"TRUNKLINE_AUTH_VERDICT_REUSE": "0"}).verdict_reuse == 0.0
 
 
 def test_the_realm_defaults_to_the_zone() -> None:
@@ -54,6 +56,8 @@ def test_secrets_are_read_and_never_shown() -> None:
         ("TRUNKLINE_AUTH_LOCKOUT_SECONDS", "0"),
         ("TRUNKLINE_AUTH_HEALTH_PORT", "x"),
         ("TRUNKLINE_CONFIG_CACHE_TTL", "later"),
+        ("TRUNKLINE_AUTH_VERDICT_REUSE", "-1"),
+        ("TRUNKLINE_AUTH_VERDICT_REUSE", "soon"),
     ],
 )
 def test_unusable_values_are_refused_by_name(name: str, value: str) -> None:

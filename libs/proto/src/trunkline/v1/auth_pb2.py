@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17trunkline/v1/auth.proto\x12\x0ctrunkline.v1\"\xd1\x01\n\x12TerminationRequest\x12\x11\n\ttrunk_sid\x18\x01 \x01(\t\x12\x13\n\x0b\x61\x63\x63ount_sid\x18\x02 \x01(\t\x12\x11\n\tsource_ip\x18\x03 \x01(\t\x12\x11\n\ttransport\x18\x04 \x01(\t\x12\x0e\n\x06method\x18\x05 \x01(\t\x12\x13\n\x0brequest_uri\x18\x06 \x01(\t\x12\x1b\n\x13proxy_authorization\x18\x07 \x03(\t\x12+\n\x06\x63\x61ller\x18\x08 \x01(\x0b\x32\x1b.trunkline.v1.CallerRequest\"L\n\rCallerRequest\x12\x13\n\x0b\x61\x63\x63ount_sid\x18\x01 \x01(\t\x12\x11\n\tcaller_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x03 \x01(\t\"\xeb\x01\n\x07Verdict\x12.\n\x07outcome\x18\x01 \x01(\x0e\x32\x1d.trunkline.v1.Verdict.Outcome\x12\x12\n\nsip_status\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nerror_code\x18\x04 \x01(\r\x12\x12\n\nchallenges\x18\x05 \x03(\t\x12\x10\n\x08username\x18\x06 \x01(\t\"R\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\t\n\x05\x41LLOW\x10\x01\x12\r\n\tCHALLENGE\x10\x02\x12\x08\n\x04\x44\x45NY\x10\x03\x12\n\n\x06IGNORE\x10\x04\x32\x9e\x01\n\x04\x41uth\x12O\n\x14\x41uthorizeTermination\x12 .trunkline.v1.TerminationRequest\x1a\x15.trunkline.v1.Verdict\x12\x45\n\x0f\x41uthorizeCaller\x12\x1b.trunkline.v1.CallerRequest\x1a\x15.trunkline.v1.Verdictb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17trunkline/v1/auth.proto\x12\x0ctrunkline.v1\"\xd1\x01\n\x12TerminationRequest\x12\x11\n\ttrunk_sid\x18\x01 \x01(\t\x12\x13\n\x0b\x61\x63\x63ount_sid\x18\x02 \x01(\t\x12\x11\n\tsource_ip\x18\x03 \x01(\t\x12\x11\n\ttransport\x18\x04 \x01(\t\x12\x0e\n\x06method\x18\x05 \x01(\t\x12\x13\n\x0brequest_uri\x18\x06 \x01(\t\x12\x1b\n\x13proxy_authorization\x18\x07 \x03(\t\x12+\n\x06\x63\x61ller\x18\x08 \x01(\x0b\x32\x1b.trunkline.v1.CallerRequest\"L\n\rCallerRequest\x12\x13\n\x0b\x61\x63\x63ount_sid\x18\x01 \x01(\t\x12\x11\n\tcaller_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x03 \x01(\t\"\xa1\x02\n\x07Verdict\x12.\n\x07outcome\x18\x01 \x01(\x0e\x32\x1d.trunkline.v1.Verdict.Outcome\x12\x12\n\nsip_status\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nerror_code\x18\x04 \x01(\r\x12\x12\n\nchallenges\x18\x05 \x03(\t\x12\x10\n\x08username\x18\x06 \x01(\t\x12\x15\n\rreuse_seconds\x18\x07 \x01(\r\x12\x1d\n\x15reuse_per_destination\x18\x08 \x01(\x08\"R\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\t\n\x05\x41LLOW\x10\x01\x12\r\n\tCHALLENGE\x10\x02\x12\x08\n\x04\x44\x45NY\x10\x03\x12\n\n\x06IGNORE\x10\x04\x32\x9e\x01\n\x04\x41uth\x12O\n\x14\x41uthorizeTermination\x12 .trunkline.v1.TerminationRequest\x1a\x15.trunkline.v1.Verdict\x12\x45\n\x0f\x41uthorizeCaller\x12\x1b.trunkline.v1.CallerRequest\x1a\x15.trunkline.v1.Verdictb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,9 +36,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CALLERREQUEST']._serialized_start=253
   _globals['_CALLERREQUEST']._serialized_end=329
   _globals['_VERDICT']._serialized_start=332
-  _globals['_VERDICT']._serialized_end=567
-  _globals['_VERDICT_OUTCOME']._serialized_start=485
-  _globals['_VERDICT_OUTCOME']._serialized_end=567
-  _globals['_AUTH']._serialized_start=570
-  _globals['_AUTH']._serialized_end=728
+  _globals['_VERDICT']._serialized_end=621
+  _globals['_VERDICT_OUTCOME']._serialized_start=539
+  _globals['_VERDICT_OUTCOME']._serialized_end=621
+  _globals['_AUTH']._serialized_start=624
+  _globals['_AUTH']._serialized_end=782
 # @@protoc_insertion_point(module_scope)

@@ -104,6 +104,12 @@ class ConfigCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def generation(self) -> int:
+        """Bumped by every invalidation (a configuration change, a reconnect): what was
+        derived from cached reads under an older generation may be stale."""
+        return self._generation
+
     async def get(self, kind: type[R], key: str) -> R | None:
         """`repository.get(kind, key)`, cached."""
         value = await self._read(("get", kind.KIND, key), lambda: self.repository.get(kind, key))

@@ -55,7 +55,9 @@ async def serve(settings: Settings) -> None:
         window=settings.lockout_window,
         duration=settings.lockout_seconds,
     )
-    authorizer = Authorizer(config, digest_server(settings), lockout)
+    authorizer = Authorizer(
+        config, digest_server(settings), lockout, verdict_reuse=settings.verdict_reuse
+    )
     server = grpc.aio.server(interceptors=server_interceptors())
     auth_pb2_grpc.add_AuthServicer_to_server(AuthService(authorizer), server)
     server.add_insecure_port(settings.grpc_address)

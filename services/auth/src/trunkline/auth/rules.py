@@ -11,6 +11,12 @@ Termination (`authorize_termination`, the seed's "Authentifizierung"):
 - with both, both: the ACL is checked first, then the digest.
 ACL misses and digest failures count towards the source's lockout.
 
+An ALLOW that rests on an IP ACL alone (a trunk without credential lists) carries
+`reuse_seconds` (the `verdict_reuse` setting, at most the configuration cache's TTL): it
+depends only on configuration, so signaling may answer the same trunk, source, transport and
+caller ID with it until a configuration change, instead of a round trip per call. A digest
+ALLOW is never reusable (each request carries its own credentials and nonce).
+
 Caller (`authorize_caller`): the caller ID must be a phone number of the account or one of
 its verified outgoing caller IDs (DENY 403, 21212), and a trial account may only call its
 verified caller IDs (DENY 403, 32100).
@@ -153,11 +159,15 @@ class Authorizer:
         lockout: Lockout,
         *,
         clock: Callable[[], float] = time.time,
+        verdict_reuse: float = 0.0,
     ) -> None:
         self.config = config
         self.digest = digest
         self.lockout = lockout
         self._clock = clock
+        # Whole seconds, and never longer than a configuration read may be cached here: a
+        # reused verdict must not outlive what it was decided from.
+        self.verdict_reuse = int(min(verdict_reuse, config.ttl))
 
     # termination ---------------------------------------------------------------------
 
@@ -168,6 +178,7 @@ class Authorizer:
         caller = await self.authorize_caller(request.caller)
         if caller.outcome != Verdict.ALLOW:
             return caller
+        verdict.reuse_per_destination = caller.reuse_per_destination
         return verdict  # keeps the authenticated username
 
     async def _termination(self, request: TerminationRequest) -> Verdict:
@@ -195,7 +206,9 @@ class Authorizer:
                 request, source, deny(Error.SOURCE_NOT_IN_ACL, "Source IP address not in ACL")
             )
         if not credential_lists:
-            return allow()
+            verdict = allow()
+            verdict.reuse_seconds = self.verdict_reuse
+            return verdict
         return await self._digest(request, source, credential_lists)
 
     async def _in_acls(
@@ -346,14 +359,16 @@ class Authorizer:
                 Error.INVALID_CALLER_ID,
                 "Caller ID is not a number of the account or a verified caller ID",
             )
-        if account.type == AccountType.TRIAL and not await self._verified(
-            account, request.destination
-        ):
+        if account.type != AccountType.TRIAL:
+            return allow()
+        if not await self._verified(account, request.destination):
             return deny(
                 Error.TRIAL_UNVERIFIED_DESTINATION,
                 "Trial accounts can only call verified caller IDs",
             )
-        return allow()
+        verdict = allow()
+        verdict.reuse_per_destination = True  # the destination was part of the decision
+        return verdict
 
     async def _owns(self, account: Account, number: str) -> bool:
         if not number:

@@ -13,6 +13,7 @@
 | `TRUNKLINE_AUTH_LOCKOUT_FAILURES` | `10` | failures from one source that lock it out |
 | `TRUNKLINE_AUTH_LOCKOUT_WINDOW` | `60` | seconds in which those failures count |
 | `TRUNKLINE_AUTH_LOCKOUT_SECONDS` | `300` | how long a locked-out source is ignored |
+| `TRUNKLINE_AUTH_VERDICT_REUSE` | `10` | seconds signaling may reuse an IP-ACL verdict (0: never) |
 
 Every auth pod must have the same nonce secret: a nonce issued by one pod is verified by
 whichever pod the challenged retry reaches. Rotate by moving the old secret to
@@ -46,6 +47,7 @@ class Settings:
     lockout_failures: int = 10
     lockout_window: float = 60.0
     lockout_seconds: float = 300.0
+    verdict_reuse: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -74,7 +76,10 @@ class Settings:
             lockout_failures=_number(e, "TRUNKLINE_AUTH_LOCKOUT_FAILURES", 10, int),
             lockout_window=_number(e, "TRUNKLINE_AUTH_LOCKOUT_WINDOW", 60.0, float),
             lockout_seconds=_number(e, "TRUNKLINE_AUTH_LOCKOUT_SECONDS", 300.0, float),
+            verdict_reuse=_number(e, "TRUNKLINE_AUTH_VERDICT_REUSE", 10.0, float),
         )
+        if settings.verdict_reuse < 0:
+            raise SystemExit("TRUNKLINE_AUTH_VERDICT_REUSE must not be negative")
         for name, value in (
             ("TRUNKLINE_AUTH_LOCKOUT_FAILURES", settings.lockout_failures),
             ("TRUNKLINE_AUTH_LOCKOUT_WINDOW", settings.lockout_window),

@@ -71,6 +71,7 @@ from trunkline.signaling.sip.transaction import (
     TransportError,
 )
 from trunkline.signaling.sip.transport import Endpoint
+from trunkline.signaling.verdicts import ReusedVerdicts
 from trunkline.store.cache import ConfigCache
 from trunkline.v1 import auth_pb2, media_pb2
 
@@ -163,6 +164,7 @@ class Signaling:
         self.concurrent: ConcurrencyLimit[str] = ConcurrencyLimit()
         self.pings: PingGuard[str] = PingGuard()
         self._ignored: dict[str, float] = {}  # source IP -> until (auth said IGNORE)
+        self.verdicts = ReusedVerdicts(cache)
         self._pending: set[asyncio.Task[None]] = set()
         self._new_sid = new_sid or _call_sid
         self._carrier_hosts = frozenset(gateway.host for gateway in config.gateways)
@@ -359,7 +361,11 @@ class Signaling:
                     account_sid=trunk.account_sid, caller_id=caller, destination=destination
                 )
             )
-        verdict = await self.auth.termination(auth_request)
+        verdict = self.verdicts.get(auth_request)
+        if verdict is None:
+            generation = self.cache.generation
+            verdict = await self.auth.termination(auth_request)
+            self.verdicts.keep(auth_request, verdict, generation)
         outcome = verdict.outcome
         if outcome == auth_pb2.Verdict.IGNORE:
             self._ignored[source.host] = self.endpoint.loop.time() + config.lockout_memory

@@ -14,7 +14,12 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from trunkline.telemetry.grpc_aio import client_interceptors, server_interceptors
+from trunkline.telemetry.grpc_aio import (
+    client_interceptors,
+    server_interceptors,
+    stream_client_interceptors,
+    traced_unary,
+)
 
 SERVICE = "trunkline.test.Echo"
 
@@ -76,16 +81,22 @@ class Echo:
 
 
 @pytest.fixture
-async def echo() -> AsyncIterator[tuple[Echo, grpc.aio.Channel]]:
+async def echo_server() -> AsyncIterator[tuple[Echo, str]]:
     service = Echo()
     server = grpc.aio.server(interceptors=server_interceptors())
     server.add_generic_rpc_handlers([service.handlers()])
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", interceptors=client_interceptors())
+    yield service, f"127.0.0.1:{port}"
+    await server.stop(grace=None)
+
+
+@pytest.fixture
+async def echo(echo_server: tuple[Echo, str]) -> AsyncIterator[tuple[Echo, grpc.aio.Channel]]:
+    service, target = echo_server
+    channel = grpc.aio.insecure_channel(target, interceptors=client_interceptors())
     yield service, channel
     await channel.close()
-    await server.stop(grace=None)
 
 
 async def finished(
@@ -204,3 +215,44 @@ async def test_a_handler_exception_marks_the_server_span_as_error(
     server = by_kind(await finished(spans, has_client_and_server), SpanKind.SERVER)
     assert server.status.status_code is StatusCode.ERROR
     assert [event.name for event in server.events] == ["exception"]
+
+
+@pytest.fixture
+async def lean(echo_server: tuple[Echo, str]) -> AsyncIterator[grpc.aio.Channel]:
+    """A channel to the echo server with only the streaming interceptors."""
+    channel = grpc.aio.insecure_channel(echo_server[1], interceptors=stream_client_interceptors())
+    yield channel
+    await channel.close()
+
+
+async def test_traced_unary_is_one_trace_from_client_to_handler(
+    echo_server: tuple[Echo, str], lean: grpc.aio.Channel, spans: InMemorySpanExporter
+) -> None:
+    service, _ = echo_server
+    path = f"/{SERVICE}/Unary"
+    with trace.get_tracer("test").start_as_current_span("request") as outer:
+        assert await traced_unary(lean.unary_unary(path), path, b"hello", timeout=5) == b"hello"
+    found = await finished(spans, has_client_and_server)
+    # One client span (by_kind checks): no interceptor made a second.
+    client, _ = assert_one_trace(found, outer, service, "Unary")
+    assert client.attributes is not None and client.attributes["rpc.grpc.status_code"] == 0
+    # Streaming calls on the lean channel are still traced by its interceptors.
+    spans.clear()
+    stream = lean.unary_stream(f"/{SERVICE}/ServerStream")
+    with trace.get_tracer("test").start_as_current_span("request") as outer:
+        assert [part async for part in stream(b"a,b")] == [b"a", b"b"]
+    assert_one_trace(await finished(spans, has_client_and_server), outer, service, "ServerStream")
+
+
+async def test_traced_unary_marks_an_error_status_on_the_client_span(
+    lean: grpc.aio.Channel, spans: InMemorySpanExporter
+) -> None:
+    path = f"/{SERVICE}/Unary"
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await traced_unary(lean.unary_unary(path), path, b"missing")
+    assert raised.value.code() is grpc.StatusCode.NOT_FOUND
+    client = by_kind(await finished(spans, has_client_and_server), SpanKind.CLIENT)
+    not_found = grpc.StatusCode.NOT_FOUND.value[0]
+    assert client.attributes is not None and client.attributes["rpc.grpc.status_code"] == not_found
+    assert client.status.status_code is StatusCode.ERROR
+    assert client.status.description == "no such trunk"

@@ -397,3 +397,30 @@ async def test_recording_fork_carries_both_legs_in_order(tmp_path: Path) -> None
         assert [p.sequence_number for p in media] == list(range(30))
         assert [p.payload[0] for p in media] == [first_byte + s for s in range(30)]
         assert by_leg[role][-1].end
+
+
+async def test_delete_many_ends_each_call_and_names_the_unknown_ones(
+    stub: media_pb2_grpc.MediaStub,
+) -> None:
+    # Enough calls that, behind the front, both workers own some of them.
+    parties = [(Peer(), Peer()) for _ in range(6)]
+    try:
+        ports = []
+        for index, (a, b) in enumerate(parties):
+            port_a, _, _ = await setup_call(stub, f"many-{index}", a, b)
+            ports.append(port_a)
+        ids = ["many-0", "never-offered", *(f"many-{i}" for i in range(1, 6))]
+        reply = await stub.DeleteMany(media_pb2.DeleteManyRequest(call_ids=ids))
+        assert [call.call_id for call in reply.deleted] == [f"many-{i}" for i in range(6)]
+        assert all(len(call.legs) == 2 for call in reply.deleted)
+        assert list(reply.not_found) == ["never-offered"]
+        for port in ports:
+            probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            probe.bind(("127.0.0.1", port))  # released
+            probe.close()
+        again = await stub.DeleteMany(media_pb2.DeleteManyRequest(call_ids=["many-3"]))
+        assert (list(again.deleted), list(again.not_found)) == ([], ["many-3"])
+    finally:
+        for a, b in parties:
+            a.close()
+            b.close()

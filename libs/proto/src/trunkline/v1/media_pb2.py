@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18trunkline/v1/media.proto\x12\x0ctrunkline.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"e\n\tLegPolicy\x12\x15\n\rsymmetric_rtp\x18\x01 \x01(\x08\x12*\n\ttransport\x18\x02 \x01(\x0e\x32\x17.trunkline.v1.Transport\x12\x15\n\rcrypto_suites\x18\x03 \x03(\t\"\xc2\x01\n\x0cOfferRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x10\n\x08\x66rom_tag\x18\x02 \x01(\t\x12\x0b\n\x03sdp\x18\x03 \x01(\x0c\x12(\n\x07offerer\x18\x04 \x01(\x0b\x32\x17.trunkline.v1.LegPolicy\x12)\n\x08\x61nswerer\x18\x05 \x01(\x0b\x32\x17.trunkline.v1.LegPolicy\x12\x1d\n\x15media_timeout_seconds\x18\x06 \x01(\r\x12\x0e\n\x06record\x18\x07 \x01(\x08\"\x19\n\nOfferReply\x12\x0b\n\x03sdp\x18\x01 \x01(\x0c\"O\n\rAnswerRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x10\n\x08\x66rom_tag\x18\x02 \x01(\t\x12\x0e\n\x06to_tag\x18\x03 \x01(\t\x12\x0b\n\x03sdp\x18\x04 \x01(\x0c\"\x1a\n\x0b\x41nswerReply\x12\x0b\n\x03sdp\x18\x01 \x01(\x0c\" \n\rDeleteRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"8\n\x0b\x44\x65leteReply\x12)\n\x04legs\x18\x01 \x03(\x0b\x32\x1b.trunkline.v1.LegStatistics\"\x1f\n\x0cQueryRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"7\n\nQueryReply\x12)\n\x04legs\x18\x01 \x03(\x0b\x32\x1b.trunkline.v1.LegStatistics\"#\n\x10RecordingRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"#\n\x0eRecordingReply\x12\x11\n\trecording\x18\x01 \x01(\x08\"\xe8\x01\n\rLegStatistics\x12\x0b\n\x03tag\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0f\n\x07packets\x18\x03 \x01(\x04\x12\r\n\x05\x62ytes\x18\x04 \x01(\x04\x12\x0c\n\x04lost\x18\x05 \x01(\x03\x12\x11\n\tjitter_ms\x18\x06 \x01(\x01\x12\x0c\n\x04late\x18\x07 \x01(\x04\x12\x1a\n\x12srtp_auth_failures\x18\x08 \x01(\x04\x12\x14\n\x0crtcp_packets\x18\t \x01(\x04\x12\x16\n\x0eremote_address\x18\n \x01(\t\x12\x12\n\nlocal_port\x18\x0b \x01(\r\x12\x0f\n\x07\x64ropped\x18\x0c \x01(\x04\"\x0f\n\rEventsRequest\"\xf8\x01\n\nMediaEvent\x12+\n\x04kind\x18\x01 \x01(\x0e\x32\x1d.trunkline.v1.MediaEvent.Kind\x12\x0f\n\x07\x63\x61ll_id\x18\x02 \x01(\t\x12\x0b\n\x03tag\x18\x03 \x01(\t\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\"e\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x46IRST_PACKET\x10\x01\x12\x11\n\rMEDIA_TIMEOUT\x10\x02\x12\x15\n\x11SRTP_AUTH_FAILURE\x10\x03\x12\x0b\n\x07LATCHED\x10\x04*M\n\tTransport\x12\x19\n\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x11\n\rTRANSPORT_RTP\x10\x01\x12\x12\n\x0eTRANSPORT_SRTP\x10\x02\x32\xeb\x03\n\x05Media\x12=\n\x05Offer\x12\x1a.trunkline.v1.OfferRequest\x1a\x18.trunkline.v1.OfferReply\x12@\n\x06\x41nswer\x12\x1b.trunkline.v1.AnswerRequest\x1a\x19.trunkline.v1.AnswerReply\x12@\n\x06\x44\x65lete\x12\x1b.trunkline.v1.DeleteRequest\x1a\x19.trunkline.v1.DeleteReply\x12=\n\x05Query\x12\x1a.trunkline.v1.QueryRequest\x1a\x18.trunkline.v1.QueryReply\x12N\n\x0eStartRecording\x12\x1e.trunkline.v1.RecordingRequest\x1a\x1c.trunkline.v1.RecordingReply\x12M\n\rStopRecording\x12\x1e.trunkline.v1.RecordingRequest\x1a\x1c.trunkline.v1.RecordingReply\x12\x41\n\x06\x45vents\x12\x1b.trunkline.v1.EventsRequest\x1a\x18.trunkline.v1.MediaEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18trunkline/v1/media.proto\x12\x0ctrunkline.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"e\n\tLegPolicy\x12\x15\n\rsymmetric_rtp\x18\x01 \x01(\x08\x12*\n\ttransport\x18\x02 \x01(\x0e\x32\x17.trunkline.v1.Transport\x12\x15\n\rcrypto_suites\x18\x03 \x03(\t\"\xc2\x01\n\x0cOfferRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x10\n\x08\x66rom_tag\x18\x02 \x01(\t\x12\x0b\n\x03sdp\x18\x03 \x01(\x0c\x12(\n\x07offerer\x18\x04 \x01(\x0b\x32\x17.trunkline.v1.LegPolicy\x12)\n\x08\x61nswerer\x18\x05 \x01(\x0b\x32\x17.trunkline.v1.LegPolicy\x12\x1d\n\x15media_timeout_seconds\x18\x06 \x01(\r\x12\x0e\n\x06record\x18\x07 \x01(\x08\"\x19\n\nOfferReply\x12\x0b\n\x03sdp\x18\x01 \x01(\x0c\"O\n\rAnswerRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x10\n\x08\x66rom_tag\x18\x02 \x01(\t\x12\x0e\n\x06to_tag\x18\x03 \x01(\t\x12\x0b\n\x03sdp\x18\x04 \x01(\x0c\"\x1a\n\x0b\x41nswerReply\x12\x0b\n\x03sdp\x18\x01 \x01(\x0c\" \n\rDeleteRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"8\n\x0b\x44\x65leteReply\x12)\n\x04legs\x18\x01 \x03(\x0b\x32\x1b.trunkline.v1.LegStatistics\"%\n\x11\x44\x65leteManyRequest\x12\x10\n\x08\x63\x61ll_ids\x18\x01 \x03(\t\"P\n\x0f\x44\x65leteManyReply\x12*\n\x07\x64\x65leted\x18\x01 \x03(\x0b\x32\x19.trunkline.v1.DeletedCall\x12\x11\n\tnot_found\x18\x02 \x03(\t\"I\n\x0b\x44\x65letedCall\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12)\n\x04legs\x18\x02 \x03(\x0b\x32\x1b.trunkline.v1.LegStatistics\"\x1f\n\x0cQueryRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"7\n\nQueryReply\x12)\n\x04legs\x18\x01 \x03(\x0b\x32\x1b.trunkline.v1.LegStatistics\"#\n\x10RecordingRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"#\n\x0eRecordingReply\x12\x11\n\trecording\x18\x01 \x01(\x08\"\xe8\x01\n\rLegStatistics\x12\x0b\n\x03tag\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0f\n\x07packets\x18\x03 \x01(\x04\x12\r\n\x05\x62ytes\x18\x04 \x01(\x04\x12\x0c\n\x04lost\x18\x05 \x01(\x03\x12\x11\n\tjitter_ms\x18\x06 \x01(\x01\x12\x0c\n\x04late\x18\x07 \x01(\x04\x12\x1a\n\x12srtp_auth_failures\x18\x08 \x01(\x04\x12\x14\n\x0crtcp_packets\x18\t \x01(\x04\x12\x16\n\x0eremote_address\x18\n \x01(\t\x12\x12\n\nlocal_port\x18\x0b \x01(\r\x12\x0f\n\x07\x64ropped\x18\x0c \x01(\x04\"\x0f\n\rEventsRequest\"\xf8\x01\n\nMediaEvent\x12+\n\x04kind\x18\x01 \x01(\x0e\x32\x1d.trunkline.v1.MediaEvent.Kind\x12\x0f\n\x07\x63\x61ll_id\x18\x02 \x01(\t\x12\x0b\n\x03tag\x18\x03 \x01(\t\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\"e\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x46IRST_PACKET\x10\x01\x12\x11\n\rMEDIA_TIMEOUT\x10\x02\x12\x15\n\x11SRTP_AUTH_FAILURE\x10\x03\x12\x0b\n\x07LATCHED\x10\x04*M\n\tTransport\x12\x19\n\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x11\n\rTRANSPORT_RTP\x10\x01\x12\x12\n\x0eTRANSPORT_SRTP\x10\x02\x32\xb9\x04\n\x05Media\x12=\n\x05Offer\x12\x1a.trunkline.v1.OfferRequest\x1a\x18.trunkline.v1.OfferReply\x12@\n\x06\x41nswer\x12\x1b.trunkline.v1.AnswerRequest\x1a\x19.trunkline.v1.AnswerReply\x12@\n\x06\x44\x65lete\x12\x1b.trunkline.v1.DeleteRequest\x1a\x19.trunkline.v1.DeleteReply\x12L\n\nDeleteMany\x12\x1f.trunkline.v1.DeleteManyRequest\x1a\x1d.trunkline.v1.DeleteManyReply\x12=\n\x05Query\x12\x1a.trunkline.v1.QueryRequest\x1a\x18.trunkline.v1.QueryReply\x12N\n\x0eStartRecording\x12\x1e.trunkline.v1.RecordingRequest\x1a\x1c.trunkline.v1.RecordingReply\x12M\n\rStopRecording\x12\x1e.trunkline.v1.RecordingRequest\x1a\x1c.trunkline.v1.RecordingReply\x12\x41\n\x06\x45vents\x12\x1b.trunkline.v1.EventsRequest\x1a\x18.trunkline.v1.MediaEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trunkline.v1.media_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRANSPORT']._serialized_start=1270
-  _globals['_TRANSPORT']._serialized_end=1347
+  _globals['_TRANSPORT']._serialized_start=1466
+  _globals['_TRANSPORT']._serialized_end=1543
   _globals['_LEGPOLICY']._serialized_start=75
   _globals['_LEGPOLICY']._serialized_end=176
   _globals['_OFFERREQUEST']._serialized_start=179
@@ -48,22 +48,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETEREQUEST']._serialized_end=543
   _globals['_DELETEREPLY']._serialized_start=545
   _globals['_DELETEREPLY']._serialized_end=601
-  _globals['_QUERYREQUEST']._serialized_start=603
-  _globals['_QUERYREQUEST']._serialized_end=634
-  _globals['_QUERYREPLY']._serialized_start=636
-  _globals['_QUERYREPLY']._serialized_end=691
-  _globals['_RECORDINGREQUEST']._serialized_start=693
-  _globals['_RECORDINGREQUEST']._serialized_end=728
-  _globals['_RECORDINGREPLY']._serialized_start=730
-  _globals['_RECORDINGREPLY']._serialized_end=765
-  _globals['_LEGSTATISTICS']._serialized_start=768
-  _globals['_LEGSTATISTICS']._serialized_end=1000
-  _globals['_EVENTSREQUEST']._serialized_start=1002
-  _globals['_EVENTSREQUEST']._serialized_end=1017
-  _globals['_MEDIAEVENT']._serialized_start=1020
-  _globals['_MEDIAEVENT']._serialized_end=1268
-  _globals['_MEDIAEVENT_KIND']._serialized_start=1167
-  _globals['_MEDIAEVENT_KIND']._serialized_end=1268
-  _globals['_MEDIA']._serialized_start=1350
-  _globals['_MEDIA']._serialized_end=1841
+  _globals['_DELETEMANYREQUEST']._serialized_start=603
+  _globals['_DELETEMANYREQUEST']._serialized_end=640
+  _globals['_DELETEMANYREPLY']._serialized_start=642
+  _globals['_DELETEMANYREPLY']._serialized_end=722
+  _globals['_DELETEDCALL']._serialized_start=724
+  _globals['_DELETEDCALL']._serialized_end=797
+  _globals['_QUERYREQUEST']._serialized_start=799
+  _globals['_QUERYREQUEST']._serialized_end=830
+  _globals['_QUERYREPLY']._serialized_start=832
+  _globals['_QUERYREPLY']._serialized_end=887
+  _globals['_RECORDINGREQUEST']._serialized_start=889
+  _globals['_RECORDINGREQUEST']._serialized_end=924
+  _globals['_RECORDINGREPLY']._serialized_start=926
+  _globals['_RECORDINGREPLY']._serialized_end=961
+  _globals['_LEGSTATISTICS']._serialized_start=964
+  _globals['_LEGSTATISTICS']._serialized_end=1196
+  _globals['_EVENTSREQUEST']._serialized_start=1198
+  _globals['_EVENTSREQUEST']._serialized_end=1213
+  _globals['_MEDIAEVENT']._serialized_start=1216
+  _globals['_MEDIAEVENT']._serialized_end=1464
+  _globals['_MEDIAEVENT_KIND']._serialized_start=1363
+  _globals['_MEDIAEVENT_KIND']._serialized_end=1464
+  _globals['_MEDIA']._serialized_start=1546
+  _globals['_MEDIA']._serialized_end=2115
 # @@protoc_insertion_point(module_scope)

@@ -49,6 +49,11 @@ class MediaStub:
                 request_serializer=trunkline_dot_v1_dot_media__pb2.DeleteRequest.SerializeToString,
                 response_deserializer=trunkline_dot_v1_dot_media__pb2.DeleteReply.FromString,
                 _registered_method=True)
+        self.DeleteMany = channel.unary_unary(
+                '/trunkline.v1.Media/DeleteMany',
+                request_serializer=trunkline_dot_v1_dot_media__pb2.DeleteManyRequest.SerializeToString,
+                response_deserializer=trunkline_dot_v1_dot_media__pb2.DeleteManyReply.FromString,
+                _registered_method=True)
         self.Query = channel.unary_unary(
                 '/trunkline.v1.Media/Query',
                 request_serializer=trunkline_dot_v1_dot_media__pb2.QueryRequest.SerializeToString,
@@ -92,6 +97,16 @@ class MediaServicer:
 
     def Delete(self, request, context):
         """Ends the call: releases its ports and returns the final statistics of both legs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteMany(self, request, context):
+        """Ends several calls in one round trip: signaling gathers the deletes of calls that end
+        within a few milliseconds of each other, since a round trip costs both sides more CPU
+        than the delete itself. A call that does not exist is listed in not_found; the others
+        are deleted whatever happens to the rest.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -142,6 +157,11 @@ def add_MediaServicer_to_server(servicer, server):
                     servicer.Delete,
                     request_deserializer=trunkline_dot_v1_dot_media__pb2.DeleteRequest.FromString,
                     response_serializer=trunkline_dot_v1_dot_media__pb2.DeleteReply.SerializeToString,
+            ),
+            'DeleteMany': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteMany,
+                    request_deserializer=trunkline_dot_v1_dot_media__pb2.DeleteManyRequest.FromString,
+                    response_serializer=trunkline_dot_v1_dot_media__pb2.DeleteManyReply.SerializeToString,
             ),
             'Query': grpc.unary_unary_rpc_method_handler(
                     servicer.Query,
@@ -245,6 +265,33 @@ class Media:
             '/trunkline.v1.Media/Delete',
             trunkline_dot_v1_dot_media__pb2.DeleteRequest.SerializeToString,
             trunkline_dot_v1_dot_media__pb2.DeleteReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteMany(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trunkline.v1.Media/DeleteMany',
+            trunkline_dot_v1_dot_media__pb2.DeleteManyRequest.SerializeToString,
+            trunkline_dot_v1_dot_media__pb2.DeleteManyReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -53,6 +53,12 @@ class MediaStub:
     """
     Delete: _grpc.UnaryUnaryMultiCallable[_media_pb2.DeleteRequest, _media_pb2.DeleteReply]
     """Ends the call: releases its ports and returns the final statistics of both legs."""
+    DeleteMany: _grpc.UnaryUnaryMultiCallable[_media_pb2.DeleteManyRequest, _media_pb2.DeleteManyReply]
+    """Ends several calls in one round trip: signaling gathers the deletes of calls that end
+    within a few milliseconds of each other, since a round trip costs both sides more CPU
+    than the delete itself. A call that does not exist is listed in not_found; the others
+    are deleted whatever happens to the rest.
+    """
     Query: _grpc.UnaryUnaryMultiCallable[_media_pb2.QueryRequest, _media_pb2.QueryReply]
     """Statistics of a live call."""
     StartRecording: _grpc.UnaryUnaryMultiCallable[_media_pb2.RecordingRequest, _media_pb2.RecordingReply]
@@ -76,6 +82,12 @@ class MediaAsyncStub(MediaStub):
     """
     Delete: _aio.UnaryUnaryMultiCallable[_media_pb2.DeleteRequest, _media_pb2.DeleteReply]  # type: ignore[assignment]
     """Ends the call: releases its ports and returns the final statistics of both legs."""
+    DeleteMany: _aio.UnaryUnaryMultiCallable[_media_pb2.DeleteManyRequest, _media_pb2.DeleteManyReply]  # type: ignore[assignment]
+    """Ends several calls in one round trip: signaling gathers the deletes of calls that end
+    within a few milliseconds of each other, since a round trip costs both sides more CPU
+    than the delete itself. A call that does not exist is listed in not_found; the others
+    are deleted whatever happens to the rest.
+    """
     Query: _aio.UnaryUnaryMultiCallable[_media_pb2.QueryRequest, _media_pb2.QueryReply]  # type: ignore[assignment]
     """Statistics of a live call."""
     StartRecording: _aio.UnaryUnaryMultiCallable[_media_pb2.RecordingRequest, _media_pb2.RecordingReply]  # type: ignore[assignment]
@@ -114,6 +126,18 @@ class MediaServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_media_pb2.DeleteReply, _abc.Awaitable[_media_pb2.DeleteReply]]:
         """Ends the call: releases its ports and returns the final statistics of both legs."""
+
+    @_abc_1.abstractmethod
+    def DeleteMany(
+        self,
+        request: _media_pb2.DeleteManyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_media_pb2.DeleteManyReply, _abc.Awaitable[_media_pb2.DeleteManyReply]]:
+        """Ends several calls in one round trip: signaling gathers the deletes of calls that end
+        within a few milliseconds of each other, since a round trip costs both sides more CPU
+        than the delete itself. A call that does not exist is listed in not_found; the others
+        are deleted whatever happens to the rest.
+        """
 
     @_abc_1.abstractmethod
     def Query(

@@ -127,6 +127,33 @@ class Front(media_pb2_grpc.MediaServicer):
     ) -> media_pb2.DeleteReply:
         return await self._forward(lambda: self._stub(request.call_id).Delete(request), context)
 
+    async def DeleteMany(
+        self, request: media_pb2.DeleteManyRequest, context: Context
+    ) -> media_pb2.DeleteManyReply:
+        # One request per worker that owns some of the calls, side by side; the reply keeps
+        # the request's order.
+        shares: dict[int, list[str]] = {}
+        for call_id in request.call_ids:
+            shares.setdefault(worker_for(call_id, len(self.stubs)), []).append(call_id)
+        replies = await asyncio.gather(
+            *(self._delete_many(index, ids, context) for index, ids in shares.items())
+        )
+        deleted = {call.call_id: call for reply in replies for call in reply.deleted}
+        missing = {call_id for reply in replies for call_id in reply.not_found}
+        merged = media_pb2.DeleteManyReply()
+        for call_id in request.call_ids:
+            if call_id in deleted:
+                merged.deleted.append(deleted.pop(call_id))
+            elif call_id in missing:
+                merged.not_found.append(call_id)
+        return merged
+
+    async def _delete_many(
+        self, index: int, call_ids: list[str], context: Context
+    ) -> media_pb2.DeleteManyReply:
+        request = media_pb2.DeleteManyRequest(call_ids=call_ids)
+        return await self._forward(lambda: self.stubs[index].DeleteMany(request), context)
+
     async def Query(
         self, request: media_pb2.QueryRequest, context: Context
     ) -> media_pb2.QueryReply:

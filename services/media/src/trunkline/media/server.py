@@ -128,6 +128,21 @@ class MediaService(media_pb2_grpc.MediaServicer):
             raise AssertionError("unreachable") from error
         return media_pb2.DeleteReply(legs=[_statistics(r) for r in reports])
 
+    async def DeleteMany(
+        self, request: media_pb2.DeleteManyRequest, context: Context
+    ) -> media_pb2.DeleteManyReply:
+        reply = media_pb2.DeleteManyReply()
+        for call_id in request.call_ids:
+            try:
+                reports = await self.relay.delete(call_id)
+            except MediaError as error:
+                if error.reason is not Reason.NOT_FOUND:
+                    raise
+                reply.not_found.append(call_id)
+                continue
+            reply.deleted.add(call_id=call_id, legs=[_statistics(r) for r in reports])
+        return reply
+
     async def Query(
         self, request: media_pb2.QueryRequest, context: Context
     ) -> media_pb2.QueryReply:

@@ -3,6 +3,7 @@ the header model, serialization and responses."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -776,3 +777,18 @@ def test_new_branch_and_tag_are_unique_tokens() -> None:
     assert len(branches) == len(tags) == 1000
     assert all(b.startswith("z9hG4bK") and len(b) > 16 for b in branches)
     assert all(len(t) >= 8 for t in tags)
+
+
+def test_a_forked_child_does_not_repeat_its_parents_tags() -> None:
+    new_tag()  # the parent's pool now holds random bytes a child must not reuse
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        os.write(write, new_tag().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    childs = os.read(read, 64).decode()
+    os.close(read)
+    assert len(childs) == 16
+    assert childs != new_tag()

@@ -23,8 +23,8 @@ step 3).
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -1251,11 +1251,35 @@ def make_response(
     return Response(status, reason, Headers._from_lists(keys, names, values))
 
 
+# Tags and branches take their bits from the kernel's CSPRNG as secrets.token_hex does,
+# 4 KiB per getrandom call instead of one call per tag: a call uses about six, and one
+# syscall each cost signaling 1.5 % of its CPU at 250 calls/s (py-spy). A forked child
+# starts with an empty pool, so it never repeats its parent's values.
+_RANDOM_CHUNK = 4096
+_random_pool = bytearray()
+
+
+def _random_hex(size: int) -> str:
+    global _random_pool
+    if len(_random_pool) < size:
+        _random_pool = bytearray(os.urandom(_RANDOM_CHUNK))
+    taken = _random_pool[-size:]
+    del _random_pool[-size:]
+    return taken.hex()
+
+
+def _forget_random_pool() -> None:
+    _random_pool.clear()
+
+
+os.register_at_fork(after_in_child=_forget_random_pool)
+
+
 def new_branch() -> str:
     """A branch unique across space and time (RFC 3261 8.1.1.7), with the magic cookie."""
-    return BRANCH_COOKIE + secrets.token_hex(10)
+    return BRANCH_COOKIE + _random_hex(10)
 
 
 def new_tag() -> str:
     """A From/To tag with 64 random bits (RFC 3261 19.3 asks for at least 32)."""
-    return secrets.token_hex(8)
+    return _random_hex(8)

@@ -165,3 +165,38 @@ async def test_a_failed_write_is_retried_before_its_events_are_published(
     assert publisher.written_first == [True]  # nothing published unwritten
     await recorder.close()
     await store.close()
+
+
+class SlowAcks(Publisher):
+    """Acks nothing until `expected` events are in flight, as JetStream's acks come back
+    late when the loop is busy; counts the events in flight at the most."""
+
+    def __init__(self, expected: int) -> None:
+        super().__init__()
+        self.expected = expected
+        self.released = asyncio.Event()
+
+    async def publish(self, event: CallEvent) -> None:
+        self.events.append(event)
+        if len(self.events) >= self.expected:
+            self.released.set()
+        await self.released.wait()
+
+
+async def test_every_event_of_a_batch_is_sent_before_any_ack_is_awaited(
+    store: CountingStore,
+) -> None:
+    # Ten calls' 40 events in one batch, more than a chunk: waiting for each chunk's acks
+    # before sending the next would never get here (the acks wait for all 40).
+    publisher = SlowAcks(expected=40)
+    recorder = CallRecorder(store, publisher, window=0.1)  # type: ignore[arg-type]
+    recorder.start()
+    sids = [f"CA{index:032d}" for index in range(10)]
+    for sid in sids:
+        run_through(recorder, a_call(sid))
+    await until(lambda: recorder.published == 40)
+    # In order: each call's events as they happened, the calls as they came.
+    assert [(e.call_sid, CallEvent.Kind.Name(e.kind)) for e in publisher.events] == [
+        (sid, kind) for sid in sids for kind in ("STARTED", "RINGING", "ANSWERED", "ENDED")
+    ]
+    await recorder.close()

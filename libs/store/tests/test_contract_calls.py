@@ -76,3 +76,26 @@ async def test_calls_read_newest_first_from_the_end_of_the_partition(repo: Repos
     assert [c.sid for c in newest] == [c.sid for c in calls[3:]]
     older = await repo.list(Call, "account", ACCOUNT, limit=2, before=Cursor.of(newest[0]))
     assert [c.sid for c in older] == [c.sid for c in calls[1:3]]
+
+
+async def test_a_large_batch_with_repeats_keeps_the_last_put_of_each_record(
+    repo: Repository,
+) -> None:
+    # More records than one multi-row statement holds, some of them put twice (the second
+    # put moves the call to another trunk: its index rows must move too), one deleted and
+    # put again in the same batch (put wins, as deletes apply first).
+    calls = [call(n) for n in range(450)]
+    await repo.apply(Batch().put(calls[7]))
+    batch = Batch()
+    for record in calls:
+        batch.put(record)
+    moved = [replace(record, trunk_sid="TK" + "d" * 32) for record in calls[:10]]
+    for record in moved:
+        batch.put(record)
+    batch.delete(calls[7])
+    await repo.apply(batch)
+    assert await repo.count(Call, "account", ACCOUNT, limit=1000) == 450
+    assert await repo.count(Call, "trunk", TRUNK, limit=1000) == 440
+    assert await repo.count(Call, "trunk", "TK" + "d" * 32, limit=1000) == 10
+    assert await repo.get(Call, calls[3].sid) == moved[3]
+    assert await repo.get(Call, calls[300].sid) == calls[300]

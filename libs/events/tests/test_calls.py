@@ -284,6 +284,26 @@ async def test_the_trace_context_travels_from_publisher_to_consumer(
     assert processed.kind is SpanKind.CONSUMER
 
 
+async def test_an_event_published_outside_any_trace_starts_no_trace_of_its_own(
+    publisher: CallEventPublisher, js: JetStreamContext, spans: InMemorySpanExporter
+) -> None:
+    account, call = new_sid("AC"), new_sid("CA")
+    started = lifecycle(account, call)[0]
+    ack = await publisher.publish(started)
+    assert ack.stream == "CALLS"
+    assert not [s for s in spans.get_finished_spans() if s.name == "calls.publish"]
+    collector = Collector()
+    subscription = await subscribe_calls(
+        js, collector, durable=f"billing-{account}", subject=account_filter(account)
+    )
+    try:
+        event, context, _ = await asyncio.wait_for(collector.queue.get(), DELIVERY_TIMEOUT)
+    finally:
+        await subscription.stop()
+    assert event == started
+    assert not trace.get_current_span(context).get_span_context().is_valid
+
+
 async def test_publishing_the_same_event_again_stores_it_once(
     publisher: CallEventPublisher, js: JetStreamContext
 ) -> None:

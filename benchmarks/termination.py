@@ -39,12 +39,14 @@ the same run. Per step:
   sipps' CPU, and other% (every other process on this shared machine, a lower bound).
 
 A step is sustained when no call failed, nothing was retransmitted (every request answered
-within T1 = 500 ms) and the INVITE->200 p99 is within `--max-setup-ms`: with "no failed
-call" alone, an overloaded platform passes a short step by answering every queued INVITE
-seconds late after the load stops. `--search` then bisects the highest sustained rate over
-`--search-seconds` per probe. The memory step (first, after a warm-up) holds
-`--memory-calls` calls up at once (`--memory-rate` calls/s, each held until all are up
-plus 5 s) and reports the RSS of signaling + media over idle, per call.
+within T1 = 500 ms), the INVITE->200 p99 is within `--max-setup-ms` and every CALLS event
+of the step is stored within `--max-events-lag-s` of its end: with "no failed call" alone,
+an overloaded platform passes a short step by answering every queued INVITE seconds late
+after the load stops, and without the events bound by leaving its call records behind.
+`--search` then bisects the highest sustained rate over `--search-seconds` per probe. The
+memory step (first, after a warm-up) holds `--memory-calls` calls up at once
+(`--memory-rate` calls/s, each held until all are up plus 5 s) and reports the RSS of
+signaling + media over idle, per call.
 
     .venv/bin/python benchmarks/termination.py [--direction termination|origination|both]
         [--rates 50,100,200,300,400] [--seconds 10]
@@ -104,6 +106,7 @@ PROGRAMS = ("signaling", "media", "auth", "cnam", "nats", "api", "supervisord")
 MEMORY_PROGRAMS = ("signaling", "media")
 OTHER_WORK_WARN = 15.0  # % of one CPU used by other work during a step
 SAMPLE_S = 0.25
+EVENTS_LAG_LIMIT_S = 60.0  # longest wait for a step's CALLS events after the load
 DRAIN_LIMIT_S = 60.0  # longest wait for the platform to go idle after a step
 TARGET_CPS = 360
 TARGET_P99_MS = 20.0
@@ -437,6 +440,10 @@ class Bench:
     launcher: Launcher | None = None
     running: RunningPlatform | None = None
     caller: str = ""
+    nats_monitor_port: int = 0
+    # CALLS events a call stores (STARTED, RINGING, ANSWERED, ENDED), counted in the
+    # warm-up; 0 until then (no events lag is measured).
+    events_per_call: int = 0
     carrier_port: int = 0
     direction: str = "termination"
     pbx_port: int = 0  # the origination URL's port: the PBX sipp when originating
@@ -456,6 +463,7 @@ class Bench:
             f'[[gateway]]\nname = "bench-carrier"\naddress = "{HOST}:{self.carrier_port}"\n'
         )
         api_port, nats_port, monitor_port = free_ports(3)
+        self.nats_monitor_port = monitor_port
         self.launcher = Launcher(
             DataDir.at(self.workdir / "data"), api_port, nats_port, monitor_port,
             extra_args=("--carriers", str(carriers)),
@@ -594,6 +602,7 @@ class Bench:
         limit = max(1000, int(rate * (hold_ms / 1000 + 12)))
         timeout_s = calls / rate + hold_ms / 1000 + 45
         metering = Meter(groups) if meter else None
+        events_before = None if direct else self.stored_events()
         started = time.monotonic()
         uac, files = self.sipp.pbx(
             tag, target, caller, rate, calls, hold_ms, limit, timeout_s, local_port=local_port,
@@ -601,6 +610,7 @@ class Bench:
         )  # fmt: skip
         usage: dict[str, Any] = {}
         uac_cpu = None
+        events_lag: float | None = None
         try:
             if metering:
                 metering.exclude([carrier.pid, uac.pid])
@@ -610,6 +620,8 @@ class Bench:
                 if metering:
                     metering.sample()
                 uac_cpu = reap(uac, SAMPLE_S)
+            if events_before is not None and self.events_per_call:
+                events_lag = self.events_lag(events_before + self.events_per_call * calls)
             if metering:
                 # % of one CPU over the load (sipp's run); CPU per call over the load and the
                 # drain after it: work the platform queued (call records, events) and did
@@ -655,6 +667,7 @@ class Bench:
             "answered_logged": len(stamps),
             "offered_cps": round((len(invites) - 1) / span, 1) if span > 0 else None,
             "delay": delays(stamps),
+            "events_lag_s": events_lag,
         }
         if usage:
             step.update(usage)
@@ -674,9 +687,42 @@ class Bench:
             step["uas_errors"] = excerpt(uas_files["errors.log"])
             if not direct:
                 step["platform_logs"] = self.diagnostics()
-        step["shortfalls"] = shortfalls(step, self.args.max_setup_ms)
+        step["shortfalls"] = shortfalls(step, self.args.max_setup_ms, self.args.max_events_lag_s)
         step["passed"] = not step["shortfalls"]
         return step
+
+    # --- the CALLS stream ------------------------------------------------------------------
+
+    def stored_events(self) -> int | None:
+        """Messages in the CALLS stream, from NATS' monitoring endpoint (None: no stream)."""
+        url = f"http://{HOST}:{self.nats_monitor_port}/jsz?streams=true"
+        report = httpx.get(url, timeout=5.0).json()
+        for account in report.get("account_details") or ():
+            for stream in account.get("stream_detail") or ():
+                if stream.get("name") == "CALLS":
+                    return int(stream["state"]["messages"])
+        return None
+
+    def events_lag(self, expected: int, limit: float = EVENTS_LAG_LIMIT_S) -> float | None:
+        """Seconds from now (the load's end) until the CALLS stream holds `expected`
+        messages; None if it does not within `limit`."""
+        began = time.monotonic()
+        while time.monotonic() - began < limit:
+            stored = self.stored_events()
+            if stored is not None and stored >= expected:
+                return round(time.monotonic() - began, 2)
+            time.sleep(0.05)
+        return None
+
+    def count_events_per_call(self, before: int, calls: int) -> None:
+        """After the warm-up: how many CALLS events one call stores, once they stop coming."""
+        last, steady_since = -1, time.monotonic()
+        while time.monotonic() - steady_since < 1.0:
+            stored = self.stored_events() or 0
+            if stored != last:
+                last, steady_since = stored, time.monotonic()
+            time.sleep(0.1)
+        self.events_per_call = round((last - before) / calls) if calls else 0
 
     def settle(self, limit: float = 30.0) -> float:
         """Wait until the platform is idle (< 5 % of one CPU over 0.5 s); seconds waited."""
@@ -749,15 +795,25 @@ class Bench:
         return result
 
 
-def shortfalls(step: dict[str, Any], max_setup_ms: float) -> list[str]:
+def shortfalls(
+    step: dict[str, Any], max_setup_ms: float, max_events_lag_s: float | None = None
+) -> list[str]:
     """Why a step does not count as sustained at its rate (empty: it does).
 
     No failed call is not enough on its own: an overloaded platform queues INVITEs, the PBX
     retransmits, and with a short step every call still completes, seconds late, after the
     load stops. So a sustained rate also means no retransmission (every request answered
     within T1 = 500 ms), an INVITE->200 p99 within `max_setup_ms`, and sipp offering the
-    rate asked for."""
+    rate asked for. And the calls' records must keep up too: every CALLS event of the step
+    stored within `max_events_lag_s` of the load's end, or a longer run at that rate would
+    fall further and further behind (None: not measured, as on the direct path)."""
     why = []
+    if max_events_lag_s is not None and step.get("path") == "platform" and "events_lag_s" in step:
+        lag = step["events_lag_s"]
+        if lag is None:
+            why.append(f"CALLS events not all stored within {EVENTS_LAG_LIMIT_S:g} s")
+        elif lag > max_events_lag_s:
+            why.append(f"CALLS events stored {lag:g} s after the load > {max_events_lag_s:g} s")
     if step["failed"] or step["unfinished"] or step["successful"] != step["calls"]:
         why.append(f"{step['failed'] + step['unfinished']} failed or unfinished calls")
     if step["retransmissions"]:
@@ -869,6 +925,7 @@ def summarize(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         row["other_percent"] = median_of(s["other_percent"] for s in mine)
         row["drain_s"] = median_of(s.get("drain_s") for s in mine)
+        row["events_lag_s"] = median_of(s.get("events_lag_s") for s in mine)
         row["busiest"] = max(
             (n for n in PROGRAMS if n in row["cpu_percent"]),
             key=lambda n: row["cpu_percent"][n] or 0,
@@ -885,7 +942,8 @@ def targets(
     best = max([*passing, (found or {}).get("highest_passing_cps") or 0], default=0)
     out[f"at_least_{TARGET_CPS}_cps_sustained"] = {
         "highest_passing_cps": best, "from": "search" if found else "rate steps",
-        "criterion": "no failed call, no retransmission, INVITE->200 p99 within --max-setup-ms",
+        "criterion": "no failed call, no retransmission, INVITE->200 p99 within --max-setup-ms,"
+        " every CALLS event stored within --max-events-lag-s of the load's end",
         "met": best >= TARGET_CPS,
     }  # fmt: skip
     at = next((r for r in rows if r["rate"] == TARGET_P99_RATE), None)
@@ -927,6 +985,7 @@ def print_progress(step: dict[str, Any], what: str = "step") -> None:
         + f" | platform {step.get('platform_cpu_us_per_call')} us/call, "
         f"signaling {step.get('cpu_percent', {}).get('signaling')}% "
         f"other {step.get('other_percent')}% drain {step.get('drain_s')} s"
+        f" events lag {step.get('events_lag_s')} s"
         + (f" | not sustained: {'; '.join(step['shortfalls'])}" if step["shortfalls"] else ""),
         flush=True,
     )
@@ -1026,6 +1085,12 @@ def main() -> None:
         default=500.0,
         help="a step passes with no failed call, no retransmission and INVITE->200 p99 within this",
     )
+    parser.add_argument(
+        "--max-events-lag-s",
+        type=float,
+        default=2.0,
+        help="and every CALLS event of the step stored within this many seconds of its end",
+    )
     parser.add_argument("--search-resolution", type=int, default=10)
     parser.add_argument("--search-max", type=int, default=2000)
     parser.add_argument(
@@ -1111,7 +1176,10 @@ def run_direction(
     print(f"\n--- {direction}: {PATHS[direction]}", flush=True)
     bench.wait_until_routing()
     if args.warmup_seconds > 0:
+        before = bench.stored_events() or 0
         warm = bench.calls("warmup", 20, int(20 * args.warmup_seconds), args.hold_ms)
+        bench.count_events_per_call(before, warm["successful"])
+        warm["events_per_call"] = bench.events_per_call
         run["warmup"] = warm
         print_progress(warm, "warmup")
     if "idle_cpu_percent" not in report:

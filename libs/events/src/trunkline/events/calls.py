@@ -14,9 +14,10 @@ acknowledged, so billing or recording being down loses nothing.
     subscription = await subscribe_calls(js, on_event, durable="billing")
 
 A message published within a trace carries its W3C trace context in its headers (one
-published outside any trace starts no trace of its own), and every message a `Nats-Msg-Id` made of the
-call SID, the kind and the event time, so publishing the same event again (a retry after a
-lost acknowledgement) is dropped by the stream's duplicate window instead of counted twice.
+published outside any trace starts no trace of its own), and every message a `Nats-Msg-Id`
+made of the call SID, the kind and the event time, so publishing the same event again (a
+retry after a lost acknowledgement) is dropped by the stream's duplicate window instead of
+counted twice.
 """
 
 from __future__ import annotations

@@ -248,7 +248,10 @@ async def test_traced_unary_marks_an_error_status_on_the_client_span(
     lean: grpc.aio.Channel, spans: InMemorySpanExporter
 ) -> None:
     path = f"/{SERVICE}/Unary"
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
+    with (
+        trace.get_tracer("test").start_as_current_span("request"),
+        pytest.raises(grpc.aio.AioRpcError) as raised,
+    ):
         await traced_unary(lean.unary_unary(path), path, b"missing")
     assert raised.value.code() is grpc.StatusCode.NOT_FOUND
     client = by_kind(await finished(spans, has_client_and_server), SpanKind.CLIENT)
@@ -256,3 +259,13 @@ async def test_traced_unary_marks_an_error_status_on_the_client_span(
     assert client.attributes is not None and client.attributes["rpc.grpc.status_code"] == not_found
     assert client.status.status_code is StatusCode.ERROR
     assert client.status.description == "no such trunk"
+
+
+async def test_traced_unary_outside_any_trace_makes_no_client_span(
+    lean: grpc.aio.Channel, spans: InMemorySpanExporter
+) -> None:
+    path = f"/{SERVICE}/Unary"
+    assert await traced_unary(lean.unary_unary(path), path, b"hello") == b"hello"
+    found = await finished(spans, lambda found: any(s.kind is SpanKind.SERVER for s in found))
+    assert [s.kind for s in found] == [SpanKind.SERVER]
+    assert found[0].parent is None  # the server's span is the root of its own trace

@@ -74,7 +74,11 @@ async def traced_unary(
     """`await method(request, timeout=timeout)` for a unary-unary multicallable whose
     method is `path` ("/package.Service/Method"), in a CLIENT span whose context goes
     along in the metadata. Use it on a channel without the unary-unary interceptor (see
-    `stream_client_interceptors`), or the call gets two spans."""
+    `stream_client_interceptors`), or the call gets two spans. Outside any trace it makes
+    no span: a CLIENT span there would be a trace of its own, as the SERVER span already is
+    (signaling's calls are not traced yet; the span cost it ~0.1 ms per call)."""
+    if not trace.get_current_span().get_span_context().is_valid:
+        return await method(request, timeout=timeout)
     span = _tracer.start_span(
         path.lstrip("/"), kind=SpanKind.CLIENT, attributes=_rpc_attributes(path)
     )

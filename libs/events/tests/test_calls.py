@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import nats
@@ -413,6 +414,13 @@ async def test_an_event_that_cannot_be_published_is_refused_before_sending(
     ):
         with pytest.raises(ValueError, match=message):
             await publisher.publish(event)
+        with pytest.raises(ValueError, match=message):  # and nothing of the batch is sent
+            await publisher.publish_many([lifecycle(account, call)[1], event])
+    held = HeldAcks(expected=99)
+    publisher._js = held  # type: ignore[assignment]
+    with pytest.raises(ValueError, match="account_sid"):
+        await publisher.publish_many([started, bad_account])
+    assert held.sent == []
 
 
 async def test_publish_raises_when_jetstream_does_not_confirm(
@@ -435,3 +443,71 @@ async def test_publish_raises_when_jetstream_does_not_confirm(
     )
     assert (after or 0) == (before or 0) + 1
     await publisher.close()
+
+
+async def test_publish_many_stores_a_batch_in_order_and_a_retried_batch_once(
+    publisher: CallEventPublisher, js: JetStreamContext
+) -> None:
+    account = new_sid("AC")
+    events = [e for call in (new_sid("CA"), new_sid("CA")) for e in lifecycle(account, call)]
+    before = (await js.stream_info(CALLS_STREAM)).state.messages
+    await publisher.publish_many(events, chunk=3)
+    await publisher.publish_many(events[2:5])  # a retry after a lost acknowledgement
+    assert (await js.stream_info(CALLS_STREAM)).state.messages == before + len(events)
+    collector = Collector()
+    subscription = await subscribe_calls(
+        js, collector, durable=f"billing-{account}", subject=account_filter(account)
+    )
+    try:
+        assert await collector.take(len(events)) == events
+        await collector.nothing_more()
+    finally:
+        await subscription.stop()
+
+
+class HeldAcks:
+    """A JetStream context whose acks all wait until `expected` messages were sent (as
+    acks come back late from a busy loop); `fail` makes the ack of that message an error."""
+
+    def __init__(self, expected: int, fail: int | None = None) -> None:
+        self.expected = expected
+        self.fail = fail
+        self.sent: list[str] = []
+        self.acks: list[asyncio.Future[Any]] = []
+
+    async def publish_async(self, subject: str, payload: bytes, **_: Any) -> asyncio.Future[Any]:
+        self.sent.append(subject)
+        self.acks.append(asyncio.get_running_loop().create_future())
+        if len(self.sent) == self.expected:
+            for index, ack in enumerate(self.acks):
+                if index == self.fail:
+                    ack.set_exception(RuntimeError("stream full"))
+                else:
+                    ack.set_result(SimpleNamespace(seq=index + 1, duplicate=False))
+        return self.acks[-1]
+
+
+async def test_publish_many_sends_every_event_before_awaiting_any_ack(nc: NATS) -> None:
+    # Awaiting acks as it sends (per event, or per chunk) would wait here forever.
+    publisher = CallEventPublisher(nc, ack_timeout=2.0)
+    held = HeldAcks(expected=8)
+    publisher._js = held  # type: ignore[assignment]
+    events = lifecycle(new_sid("AC"), new_sid("CA")) + lifecycle(new_sid("AC"), new_sid("CA"))
+    await asyncio.wait_for(publisher.publish_many(events, chunk=3), 5)
+    assert held.sent == [
+        call_subject(e.account_sid, e.call_sid, CallEvent.Kind.Name(e.kind).lower()) for e in events
+    ]
+
+
+async def test_publish_many_raises_when_an_event_is_not_confirmed(nc: NATS) -> None:
+    publisher = CallEventPublisher(nc, ack_timeout=2.0)
+    publisher._js = HeldAcks(expected=4, fail=2)  # type: ignore[assignment]
+    before = REGISTRY.get_sample_value(
+        "trunkline_call_events_publish_failures_total", {"kind": "answered"}
+    )
+    with pytest.raises(CallEventNotPublished, match="1 of 4"):
+        await publisher.publish_many(lifecycle(new_sid("AC"), new_sid("CA")))
+    after = REGISTRY.get_sample_value(
+        "trunkline_call_events_publish_failures_total", {"kind": "answered"}
+    )
+    assert (after or 0) == (before or 0) + 1

@@ -3,15 +3,15 @@
 
 The B2BUA reports changes synchronously (b2bua.CallHooks); they go into one ordered queue
 that a single task drains, so a call's events are written and published in the order they
-happened and a slow store or NATS never blocks SIP. The task lets changes gather for a
-short window (`window`, 50 ms) before a batch: the changes of one call in a batch are one
-write of its latest record (a call that rings and is answered within the window costs one
-write, not three), every event is still published, in order. So the Call resource lags the
-call by up to the window plus the write. A write or publish that fails is retried with
-backoff until it succeeds (JetStream deduplicates a retried event by its message ID), so no
-CDR is dropped while the process lives; at shutdown the window is skipped, the batch in
-flight and what is queued are written for a bounded time, and what remains is logged by
-call SID.
+happened and a slow store or NATS never blocks SIP. The task lets changes gather for a short
+window (`window`, 50 ms; none when a backlog is already waiting) before a batch: the changes
+of one call in a batch are one write of its latest record (a call that rings and is answered
+within the window costs one write, not three), every event is still published, in order. So
+the Call resource lags the call by up to the window plus the write. A write or publish that
+fails is retried with backoff until it succeeds (JetStream deduplicates a retried event by
+its message ID), so no CDR is dropped while the process lives; at shutdown the window is
+skipped, the batch in flight and what is queued are written for a bounded time, and what
+remains is logged by call SID.
 """
 
 from __future__ import annotations

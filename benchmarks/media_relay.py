@@ -22,7 +22,10 @@ Relays: `rtpengine` (Debian's rtpengine-daemon, userspace `--table=-1`, over NG:
 rtpengine_ng.py) is the baseline measured in the same run; `trunkline` is the media service
 (`python -m trunkline.media`, gRPC control API in proto/trunkline/v1/media.proto), skipped
 with a note while that module does not exist; `direct` has no relay at all (the SDPs pass
-through unchanged, so the legs send to each other): the generator's own ceiling.
+through unchanged, so the legs send to each other): the generator's own ceiling;
+`uvloop-floor` (uvloop_floor.py, `--floor-workers`) opens its sockets as the media service
+does but only forwards each packet (and, in the srtp mode, unprotects or protects it with
+pylibsrtp): the most a relay on uvloop transports can carry.
 
 Modes: `rtp` (plain RTP both legs) and `srtp` (SRTP with SDES AES_CM_128_HMAC_SHA1_80 on leg B,
 the answerer; the relay translates SRTP <-> RTP).
@@ -40,7 +43,7 @@ draining its sockets once a tick. It runs SCHED_FIFO (`--generator-priority`), a
 from a network would pre-empt the relay; on CFS it fell seconds behind its schedule on a
 saturated 2-core machine, and a generator more than 10 ms behind fails the step.
 
-    .venv/bin/python benchmarks/media_relay.py [--relays rtpengine,trunkline,direct]
+    .venv/bin/python benchmarks/media_relay.py [--relays rtpengine,trunkline,direct,uvloop-floor]
         [--modes rtp,srtp] [--calls 100,300,600,900,1200] [--seconds 10] [--search]
         [--repeat 1] [--generators 1] [--slices 10] [--reuse-relay] [--json PATH]
 """
@@ -69,6 +72,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +94,7 @@ OTHER_WORK_WARN = 15.0  # % of one CPU used by other work during a step
 OTHER_WORK_SAMPLE_S = 0.25
 MAX_LAG_MS = 10.0  # a generator further behind its schedule did not offer the nominal load
 SRTP_TAG_BYTES = 10  # AES_CM_128_HMAC_SHA1_80
+RTP_ONLY = ("direct",)  # relays without SRTP: skipped in the srtp mode
 PCMU = 0
 
 
@@ -324,6 +329,97 @@ class TrunklineMedia:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+class UvloopFloor:
+    """`uvloop_floor.py`: uvloop datagram transports that only forward, in `workers`
+    processes (calls spread by Call-ID, the port range split between them): the most any
+    relay on uvloop transports can carry here, measured beside the others."""
+
+    name = "uvloop-floor"
+
+    def __init__(self, workdir: Path, port_min: int, port_max: int, workers: int = 1) -> None:
+        self.log = workdir / "uvloop-floor.log"
+        self.port_min, self.port_max = port_min, port_max
+        self.workers = max(1, workers)
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.streams: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, asyncio.Lock]] = []
+
+    def _command(self, index: int, control: str) -> list[str]:
+        span = (self.port_max - self.port_min + 1) // self.workers
+        low = self.port_min + index * span
+        return [
+            sys.executable,
+            str(Path(__file__).with_name("uvloop_floor.py")),
+            f"--control={control}",
+            f"--address={HOST}",
+            f"--port-min={low}",
+            f"--port-max={low + span - 1}",
+        ]
+
+    async def start(self) -> None:
+        for index in range(self.workers):
+            with socket.socket() as s:
+                s.bind((HOST, 0))
+                control = f"{HOST}:{s.getsockname()[1]}"
+            with self.log.open("ab") as log:
+                self.processes.append(
+                    subprocess.Popen(
+                        self._command(index, control),
+                        env=child_environment(),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        preexec_fn=die_with_parent,
+                    )
+                )
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    reader, writer = await asyncio.open_connection(*control.rsplit(":", 1))
+                    break
+                except OSError:
+                    if self.processes[-1].poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError("uvloop_floor.py did not start") from None
+                    await asyncio.sleep(0.05)
+            self.streams.append((reader, writer, asyncio.Lock()))
+
+    async def stop(self) -> None:
+        for _, writer, _ in self.streams:
+            writer.close()
+        self.streams = []
+        for process in self.processes:
+            process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                await asyncio.to_thread(process.wait, 30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes = []
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes if p.poll() is None]
+
+    async def _request(self, call_id: str, **request: str | bool) -> dict[str, str]:
+        reader, writer, lock = self.streams[zlib.crc32(call_id.encode()) % len(self.streams)]
+        async with lock:
+            writer.write(json.dumps({"call_id": call_id, **request}).encode() + b"\n")
+            reply: dict[str, str] = json.loads(await reader.readline())
+        if "error" in reply:
+            raise RuntimeError(f"uvloop-floor: {reply['error']}")
+        return reply
+
+    async def offer(self, call_id: str, from_tag: str, sdp: str, *, srtp_b: bool = False) -> str:
+        return (await self._request(call_id, op="offer", sdp=sdp, srtp=srtp_b))["sdp"]
+
+    async def answer(self, call_id: str, from_tag: str, to_tag: str, sdp: str) -> str:
+        return (await self._request(call_id, op="answer", sdp=sdp))["sdp"]
+
+    async def delete(self, call_id: str) -> None:
+        await self._request(call_id, op="delete")
+
+    def info(self) -> dict[str, Any]:
+        return {"commands": [self._command(i, "<control>") for i in range(self.workers)]}
 
 
 class Direct:
@@ -1191,6 +1287,8 @@ def make_relay(name: str, args: argparse.Namespace, workdir: Path) -> Relay:
         )
     if name == "direct":
         return Direct()
+    if name == "uvloop-floor":
+        return UvloopFloor(workdir, args.port_min, args.port_max, args.floor_workers or 1)
     raise SystemExit(f"unknown relay {name!r}")
 
 
@@ -1199,7 +1297,7 @@ def print_step(step: dict[str, Any]) -> None:
         return "-" if value is None else str(value)
 
     print(
-        f"{step['mode']:>4} {step['relay']:>9} {step['calls']:>5} "
+        f"{step['mode']:>4} {step['relay']:>12} {step['calls']:>5} "
         f"{100 * step['loss']:>7.3f} {step['late']:>6} {show(step['latency_p50_ms']):>7} "
         f"{show(step['latency_p99_ms']):>7} {step['relay_cpu_percent']:>6} "
         f"{show(step['relay_cpu_us_per_packet']):>7} {show(step['relay_kib_per_call']):>7} "
@@ -1212,7 +1310,7 @@ def print_step(step: dict[str, Any]) -> None:
 
 
 HEADER = (
-    f"{'mode':>4} {'relay':>9} {'calls':>5} {'loss%':>7} {'late':>6} {'p50 ms':>7} "
+    f"{'mode':>4} {'relay':>12} {'calls':>5} {'loss%':>7} {'late':>6} {'p50 ms':>7} "
     f"{'p99 ms':>7} {'relay%':>6} {'us/pkt':>7} {'KiB/cl':>7} {'gen us':>7} {'gen%':>6} "
     f"{'other%':>6} {'lag ms':>6} {'<0.1%':>4}"
 )
@@ -1272,6 +1370,19 @@ def summarize(steps: list[dict[str, Any]], relays: list[str], modes: list[str]) 
                 if len(pair) == 2
             },
         }
+    # The bound on a relay on uvloop transports: how near Trunkline is, and rtpengine.
+    over_floor: dict[str, Any] = {}
+    for mode in modes:
+        floor = summary.get(f"uvloop-floor/{mode}")
+        if floor:
+            over_floor[mode] = {
+                f"{relay}_largest_calls_over_floor": _ratio(
+                    summary[f"{relay}/{mode}"]["largest_calls_under_limit"],
+                    floor["largest_calls_under_limit"],
+                )
+                for relay in ("trunkline", "rtpengine")
+                if f"{relay}/{mode}" in summary
+            }
     targets: dict[str, Any] = {}
     base = summary.get("rtpengine/rtp")
     if base:
@@ -1293,7 +1404,12 @@ def summarize(steps: list[dict[str, Any]], relays: list[str], modes: list[str]) 
                 "trunkline_kB": round(kib * 1.024, 2),
                 "met": kib * 1.024 <= 20,
             }
-    return {"by_relay_mode": summary, "trunkline_over_rtpengine": ratios, "targets": targets}
+    return {
+        "by_relay_mode": summary,
+        "trunkline_over_rtpengine": ratios,
+        "over_uvloop_floor": over_floor,
+        "targets": targets,
+    }
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -1345,7 +1461,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     error = f"{type(err).__name__}: {err}"[:2000]
                     result = {"relay": relay.name, "mode": mode, "calls": n, "passed": False,
                               "loss": 1.0, "error": error}  # fmt: skip
-                    print(f"{mode:>4} {relay.name:>9} {n:>5} error: {result['error']}")
+                    print(f"{mode:>4} {relay.name:>12} {n:>5} error: {result['error']}")
                     if isinstance(relay, Rtpengine | TrunklineMedia):
                         print(relay.tail(10))
                 else:
@@ -1374,13 +1490,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for mode in modes:
                 for n in calls:
                     for name, relay in instances.items():
-                        if name == "direct" and mode == "srtp":
+                        if name in RTP_ONLY and mode == "srtp":
                             continue
                         await step(relay, mode, n)
             if args.search:
                 for mode in modes:
                     for name, relay in instances.items():
-                        if name == "direct" and mode == "srtp":
+                        if name in RTP_ONLY and mode == "srtp":
                             continue
                         await search(relay, mode, args, steps, step)
         finally:
@@ -1447,8 +1563,11 @@ async def search(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--relays", default="rtpengine,trunkline",
-                        help="comma-separated: rtpengine, trunkline, direct")  # fmt: skip
+    parser.add_argument(
+        "--relays",
+        default="rtpengine,trunkline",
+        help="rtpengine, trunkline, direct, uvloop-floor (comma-separated)",
+    )
     parser.add_argument("--modes", default="rtp,srtp", help="rtp (both legs), srtp (leg B)")
     parser.add_argument("--calls", default="100,300,600,900,1200")
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -1471,6 +1590,7 @@ def main() -> None:
     parser.add_argument("--rtpengine-threads", type=int)
     parser.add_argument("--rtpengine-arg", action="append", default=[])
     parser.add_argument("--trunkline-workers", type=int)
+    parser.add_argument("--floor-workers", type=int, help="processes of the uvloop-floor relay")
     parser.add_argument("--control-concurrency", type=int, default=32)
     parser.add_argument("--workdir", type=Path, help="keep the relays' logs here")
     parser.add_argument("--json", type=Path)
@@ -1484,7 +1604,7 @@ def main() -> None:
     print()
     for key, value in report["by_relay_mode"].items():
         print(f"{key:>16}: {json.dumps(value)}")
-    for key in ("trunkline_over_rtpengine", "targets"):
+    for key in ("trunkline_over_rtpengine", "over_uvloop_floor", "targets"):
         if report[key]:
             print(f"{key}: {json.dumps(report[key])}")
     busy = [s for s in report["steps"] if s.get("other_work_percent", 0) > OTHER_WORK_WARN]

@@ -150,7 +150,7 @@ class Floor:
         while line := await reader.readline():
             try:
                 reply = await self.handle(json.loads(line))
-            except (KeyError, ValueError) as error:
+            except (KeyError, ValueError, SrtpError) as error:
                 reply = {"error": f"{type(error).__name__}: {error}"}
             writer.write(json.dumps(reply).encode() + b"\n")
             await writer.drain()

@@ -79,7 +79,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from rtpengine_ng import HOST, SRTP_SUITE, Rtpengine, die_with_parent, log_problems
+from rtpengine_ng import HOST, SRTP_SUITE, Rtpengine, die_with_parent, log_problems, terminate
 
 RESULTS = Path(__file__).parent / "results"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -271,13 +271,7 @@ class TrunklineMedia:
             await self.channel.close()
             self.channel = None
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.to_thread(process.wait, 30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        await terminate(process, 30)
 
     def pids(self) -> list[int]:
         if self.process is None or self.process.poll() is not None:
@@ -387,14 +381,7 @@ class UvloopFloor:
         for _, writer, _ in self.streams:
             writer.close()
         self.streams = []
-        for process in self.processes:
-            process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                await asyncio.to_thread(process.wait, 30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        await asyncio.gather(*(terminate(process, 30) for process in self.processes))
         self.processes = []
 
     def pids(self) -> list[int]:

@@ -186,6 +186,18 @@ def die_with_parent() -> None:
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+async def terminate(process: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    """SIGTERM a child that still runs, wait up to `timeout` s for it, then SIGKILL it."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.to_thread(process.wait, timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def log_problems(log: Path, offset: int) -> tuple[int, list[str]]:
     """Lines logged at warning level or worse since byte `offset`: (count, first three)."""
     try:
@@ -311,13 +323,7 @@ class Rtpengine:
             self.ng.close()
             self.ng = None
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.to_thread(process.wait, 20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        await terminate(process, 20)
 
     def pids(self) -> list[int]:
         # One process; its /proc/<pid>/stat already sums all of its threads.
